@@ -1,0 +1,48 @@
+# gridgov — `make run` brings the platform up with demo data; `make test` runs every test.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test unit integration lint typecheck bench schema clean tools
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+tools: ## Debian tools the tests use as third-party clients (kcat)
+	@command -v kcat >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
+	  else echo "kcat is missing: apt-get install kcat"; exit 1; fi; }
+
+run: $(STAMP) ## the whole platform on the embedded stack, with demo data
+	$(BIN)/gridgov dev up --demo
+
+test: $(STAMP) tools lint ## every test: unit, then integration and e2e on the real broker and PostgreSQL
+	$(BIN)/pytest -p no:cacheprovider
+
+unit: $(STAMP) ## the fast pure tests only
+	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check events projections services tests
+
+typecheck: $(STAMP) ## mypy, strict on events/ and projections/
+	$(BIN)/mypy events projections
+
+bench: $(STAMP) ## the benchmark table (not part of make test); appends to BENCHMARKS.md
+	$(BIN)/python -m tests.bench
+
+schema: $(STAMP) ## export the event JSON Schemas into schemas/
+	$(BIN)/gridgov schema export schemas
+
+clean: ## remove the venv and the dev stack's data
+	rm -rf $(VENV) .gridgov

@@ -1,0 +1,1 @@
+"""The contract and the log: what happened, and how it travels."""

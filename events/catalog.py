@@ -1,0 +1,105 @@
+"""(event_type, schema_version) -> payload model; the one place bytes become events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
+
+from events.envelope import Event, Payload
+from events.incident import IncidentReported
+from events.patrol import PatrolLogged
+
+PAYLOADS: tuple[type[Payload], ...] = (PatrolLogged, IncidentReported)
+CATALOG: dict[tuple[str, int], type[Payload]] = {
+    (p.event_type, p.schema_version): p for p in PAYLOADS
+}
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return f"{value.get('event_type')}@{value.get('schema_version')}"
+    if isinstance(value, Event):
+        return f"{value.event_type}@{value.schema_version}"
+    return None
+
+
+def _tagged(payload: type[Payload]) -> Any:
+    return Annotated[Event[payload], Tag(f"{payload.event_type}@{payload.schema_version}")]  # type: ignore[valid-type]
+
+
+AnyEvent = Annotated[
+    Union[tuple(_tagged(p) for p in PAYLOADS)],  # noqa: UP007 - built from the catalog
+    Discriminator(
+        _tag,
+        custom_error_type="unknown_event_type",
+        custom_error_message="unknown event_type and schema_version",
+    ),
+]
+_adapter: TypeAdapter[Event[Any]] = TypeAdapter(AnyEvent)
+
+
+class InvalidEvent(ValueError):
+    """Bytes or fields that are not a valid event; carries per-field reasons."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['reason']}" for e in errors))
+        self.errors = errors
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(part) for part in err["loc"]]
+        if loc and "@" in loc[0]:
+            loc = loc[1:]  # the union tag: an internal name, not a field of the body
+        if err["type"] == "unknown_event_type":
+            loc = ["event_type"]
+        errors.append({"field": ".".join(loc) or "body", "reason": err["msg"]})
+    return errors
+
+
+def event_from_json(data: bytes) -> Event[Any]:
+    try:
+        return _adapter.validate_json(data)
+    except ValidationError as exc:
+        raise InvalidEvent(_field_errors(exc)) from None
+
+
+def event_from_dict(data: dict[str, Any]) -> Event[Any]:
+    try:
+        return _adapter.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidEvent(_field_errors(exc)) from None
+
+
+def example_event(payload: type[Payload]) -> dict[str, Any]:
+    """A complete, valid event of this type, for schemas and docs."""
+    return {
+        "event_id": "0b5c2a5e-6a0e-4f8b-9a53-5f8f1b2c9d01",
+        "event_type": payload.event_type,
+        "schema_version": payload.schema_version,
+        "occurred_at": "2026-11-20T09:12:00+08:00",
+        "recorded_at": "2026-11-20T09:12:03+08:00",
+        "actor": {"id": "w-0001", "role": sorted(payload.emitted_by)[0]},
+        "grid": "430382/101/003/07",
+        "aggregate_id": "inc-430382-0001",
+        "aggregate_seq": 0,
+        "correlation_id": None,
+        "causation_id": None,
+        "payload": payload.example,
+    }
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every event type and version, each with a complete example."""
+    schemas = {}
+    for (event_type, version), payload in CATALOG.items():
+        schema = TypeAdapter(Event[payload]).json_schema()  # type: ignore[valid-type]
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["title"] = f"{event_type} v{version}"
+        schema["properties"]["event_type"] = {"const": event_type}
+        schema["properties"]["schema_version"] = {"const": version}
+        schema["examples"] = [example_event(payload)]
+        schemas[f"{event_type}.v{version}"] = schema
+    return schemas

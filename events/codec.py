@@ -1,0 +1,26 @@
+"""Canonical JSON: sorted keys, no whitespace, UTF-8. The one form we hash and put on the wire."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+
+def canonical(value: BaseModel | dict[str, Any]) -> bytes:
+    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def chain_hash(prev_hash: bytes, canonical_event: bytes) -> bytes:
+    """The archive's hash chain link: sha256(prev_hash || canonical event)."""
+    return hashlib.sha256(prev_hash + canonical_event).digest()
+
+
+GENESIS = bytes(32)

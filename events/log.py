@@ -1,0 +1,216 @@
+"""The log's edge: the one place that opens Kafka producers, consumers and admin clients."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from events.codec import canonical
+from events.envelope import Event
+from events.topics import DEAD_LETTERS, EVENT_TOPICS, Topic, topic_for
+
+log = logging.getLogger(__name__)
+
+
+class LogUnavailable(RuntimeError):
+    """The broker did not acknowledge in time; the caller may retry (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record as read from the log, before it is known to be an event."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where the broker stored an event, after acks=all."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+def durable_producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """Producer settings; refuses anything short of acks=all with idempotence."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "batch_size": 256 * 1024,
+        "max_block_ms": 5000,
+        "request_timeout_ms": 10000,
+        "delivery_timeout_ms": 15000,
+        "max_request_size": 8 * 1024 * 1024,
+        "client_id": "gridgov",
+    }
+    config.update(overrides)
+    if config["acks"] not in ("all", -1) or config["enable_idempotence"] is not True:
+        raise ValueError("the log of record needs acks=all and enable_idempotence=True")
+    return config
+
+
+class EventLog:
+    """Appends events to their topics and resolves once the broker acknowledged them."""
+
+    def __init__(self, bootstrap: str, **producer_overrides: Any) -> None:
+        self._producer = KafkaProducer(**durable_producer_config(bootstrap, **producer_overrides))
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._producer.close(timeout=timeout)
+
+    async def append_many(self, events: Sequence[Event[Any]]) -> list[Receipt]:
+        """All-or-error: every event acknowledged, or LogUnavailable."""
+        loop = asyncio.get_running_loop()
+        records = [(topic_for(e.event_type), e, canonical(e)) for e in events]
+        try:
+            futures = await asyncio.to_thread(self._send_all, loop, records)
+            metadata = await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise LogUnavailable(str(exc)) from exc
+        return [
+            Receipt(str(e.event_id), md.topic, md.partition, md.offset)
+            for (_, e, _), md in zip(records, metadata, strict=True)
+        ]
+
+    async def append(self, event: Event[Any]) -> Receipt:
+        return (await self.append_many([event]))[0]
+
+    def _send_all(
+        self, loop: asyncio.AbstractEventLoop, records: list[tuple[Topic, Event[Any], bytes]]
+    ) -> list[asyncio.Future[Any]]:
+        return [
+            _bridge(
+                self._producer.send(
+                    topic.name,
+                    key=event.aggregate_id.encode(),
+                    value=value,
+                    headers=[("event_type", event.event_type.encode())],
+                ),
+                loop,
+            )
+            for topic, event, value in records
+        ]
+
+    async def dead_letter(self, projection: str, poison: Sequence[tuple[Record, str]]) -> None:
+        """Park unreadable records with their original bytes, headers, position and reason."""
+        loop = asyncio.get_running_loop()
+
+        def send() -> list[asyncio.Future[Any]]:
+            return [
+                _bridge(self.send_raw(
+                    DEAD_LETTERS.name, record.value, key=record.key,
+                    headers=[*record.headers,
+                             ("dlq.projection", projection.encode()),
+                             ("dlq.topic", record.topic.encode()),
+                             ("dlq.partition", str(record.partition).encode()),
+                             ("dlq.offset", str(record.offset).encode()),
+                             ("dlq.reason", reason.encode())]), loop)
+                for record, reason in poison
+            ]
+
+        try:
+            await asyncio.gather(*await asyncio.to_thread(send))
+        except KafkaError as exc:
+            raise LogUnavailable(str(exc)) from exc
+
+    def send_raw(self, topic: str, value: bytes, *, key: bytes | None = None,
+                 partition: int | None = None,
+                 headers: list[tuple[str, bytes]] | None = None) -> Any:
+        """A record as given (dead letters, archive re-seeding): returns kafka-python's future."""
+        return self._producer.send(topic, key=key, value=value, partition=partition,
+                                   headers=headers or [])
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout=timeout)
+
+
+def _bridge(future: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+    """kafka-python resolves futures on its I/O thread; hand the result to the event loop."""
+    result: asyncio.Future[Any] = loop.create_future()
+
+    def settle(fn: Any, value: Any) -> None:
+        if not result.done():
+            fn(value)
+
+    future.add_callback(lambda md: loop.call_soon_threadsafe(settle, result.set_result, md))
+    future.add_errback(lambda exc: loop.call_soon_threadsafe(settle, result.set_exception, exc))
+    return result
+
+
+def create_topics(bootstrap: str, partitions: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="gridgov-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(t.name, partitions, 1)
+            for t in (*EVENT_TOPICS, DEAD_LETTERS)
+            if t.name not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; the topic is what we wanted
+    finally:
+        admin.close()
+
+
+def consumer(bootstrap: str, **overrides: Any) -> KafkaConsumer:
+    """A plain consumer without a group: replay, re-seed, inspection."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_poll_records": 5000,
+        "fetch_max_bytes": 16 * 1024 * 1024,
+    }
+    config.update(overrides)
+    return KafkaConsumer(**config)
+
+
+def partitions_of(kafka: KafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    return [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(kafka.partitions_for_topic(topic) or ())
+    ]
+
+
+def end_offsets(kafka: KafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The true next offset of each partition.
+
+    Tansu 0.6 answers ListOffsets(latest) with the base offset of the last batch + 1, not the
+    end of the log, so read the last batch and take its last offset + 1.
+    """
+    high = kafka.end_offsets(tps)
+    ends: dict[TopicPartition, int] = {}
+    for tp in tps:
+        if high[tp] == 0:
+            ends[tp] = 0
+            continue
+        kafka.assign([tp])
+        kafka.seek(tp, high[tp] - 1)
+        last = high[tp] - 1
+        for _ in range(20):
+            records = kafka.poll(timeout_ms=500).get(tp, [])
+            if not records:
+                break
+            last = max(last, records[-1].offset)
+        ends[tp] = last + 1
+    return ends

@@ -1,0 +1,120 @@
+"""The archive: every event once, hash-chained per partition; the auditor's durable ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from events.codec import GENESIS, canonical, chain_hash
+from events.topics import EVENT_TOPICS
+from projections.runner import Delivery
+from projections.store import TP, Cursor
+
+
+@dataclass(frozen=True)
+class Head:
+    position: int  # the next position to fill
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class Archived:
+    delivery: Delivery
+    position: int
+    body: bytes
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    delivery: Delivery
+    same_body: bool
+
+
+def chain(
+    heads: dict[TP, Head], deliveries: Sequence[Delivery], known: dict[UUID, bytes]
+) -> tuple[list[Archived], list[Duplicate], dict[TP, Head]]:
+    """Extend each partition's chain with the events not archived before; pure."""
+    heads = dict(heads)
+    known = dict(known)
+    archived, duplicates = [], []
+    for delivery in deliveries:
+        event, record = delivery.event, delivery.record
+        body = canonical(event)
+        if event.event_id in known:
+            duplicates.append(Duplicate(delivery, known[event.event_id] == body))
+            continue
+        known[event.event_id] = body
+        tp = (record.topic, record.partition)
+        head = heads.get(tp, Head(0, GENESIS))
+        link = chain_hash(head.hash, body)
+        archived.append(Archived(delivery, head.position, body, head.hash, link))
+        heads[tp] = Head(head.position + 1, link)
+    return archived, duplicates, heads
+
+
+def verify(rows: Sequence[tuple[int, bytes, bytes, bytes]], start: Head = Head(0, GENESIS)
+           ) -> list[str]:
+    """Walk (position, body, prev_hash, hash) rows of one partition; report every break."""
+    problems = []
+    expected = start
+    for position, body, prev_hash, link in rows:
+        if position != expected.position:
+            problems.append(f"position {expected.position}: missing, found {position} next")
+        if prev_hash != expected.hash:
+            problems.append(f"position {position}: prev_hash does not match its predecessor")
+        if chain_hash(prev_hash, body) != link:
+            problems.append(f"position {position}: body does not match its hash")
+        expected = Head(position + 1, link)
+    return problems
+
+
+class Archive:
+    name = "archive"
+    topics = tuple(t.name for t in EVENT_TOPICS)
+
+    async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
+        tps = sorted({(d.record.topic, d.record.partition) for d in deliveries})
+        await cur.execute(
+            "select topic, partition, position, hash from archive_heads"
+            " where (topic, partition) in (select * from unnest(%s::text[], %s::int[]))"
+            " for update",
+            [[t for t, _ in tps], [p for _, p in tps]],
+        )
+        heads = {(t, p): Head(pos + 1, h) for t, p, pos, h in await cur.fetchall()}
+        await cur.execute(
+            "select event_id, body from archive where event_id = any(%s)",
+            [[d.event.event_id for d in deliveries]],
+        )
+        known = {eid: bytes(body) for eid, body in await cur.fetchall()}
+        archived, duplicates, heads = chain(heads, deliveries, known)
+        async with cur.copy(
+            "copy archive (topic, partition, position, log_offset, event_id, event_type,"
+            " schema_version, place, aggregate_id, aggregate_seq, actor_id, actor_role,"
+            " occurred_at, recorded_at, body, prev_hash, hash) from stdin"
+        ) as copy:
+            for a in archived:
+                await copy.write_row(_row(a))
+        if duplicates:
+            await cur.executemany(
+                "insert into archive_duplicates (event_id, topic, partition, log_offset, same_body)"
+                " values (%s, %s, %s, %s, %s)",
+                [(d.delivery.event.event_id, d.delivery.record.topic, d.delivery.record.partition,
+                  d.delivery.record.offset, d.same_body) for d in duplicates],
+            )
+        await cur.executemany(
+            "insert into archive_heads (topic, partition, position, hash) values (%s, %s, %s, %s)"
+            " on conflict (topic, partition) do update"
+            " set position = excluded.position, hash = excluded.hash",
+            [(t, p, h.position - 1, h.hash) for (t, p), h in heads.items()],
+        )
+
+
+def _row(a: Archived) -> tuple[Any, ...]:
+    e, r = a.delivery.event, a.delivery.record
+    return (r.topic, r.partition, a.position, r.offset, e.event_id, e.event_type,
+            e.schema_version, e.grid, e.aggregate_id, e.aggregate_seq, e.actor.id,
+            e.actor.role.value, e.occurred_at, e.recorded_at, a.body, a.prev_hash, a.hash)

@@ -1,0 +1,1 @@
+"""What runs: ingest, query, the projector processes, the CLI and the embedded dev stack."""

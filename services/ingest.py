@@ -1,0 +1,171 @@
+"""The ingest API: grid workers' apps publish events here; answers after acks=all."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from fastapi import FastAPI, Request
+from prometheus_client import Counter, Histogram, make_asgi_app
+from starlette.responses import Response
+
+from events.envelope import Event
+from events.log import EventLog, LogUnavailable, Receipt
+from projections.store import Store
+from services import errors
+from services.admission import admit, body_digest
+from services.auth import Caller
+from services.errors import IdConflict, Malformed, Refused, TooLarge, Unavailable, json_response
+from services.receipts import FirstReceipt, first_receipts, record_receipts
+from services.settings import Settings
+
+INGESTED = Counter("gridgov_ingest_events_total", "Events answered by ingest",
+                   ["event_type", "outcome"])
+LATENCY = Histogram("gridgov_ingest_latency_seconds", "Request to acks=all answer, per event",
+                    ["event_type"],
+                    buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+
+
+def clock() -> datetime:
+    return datetime.now(UTC)
+
+
+async def read_body(request: Request, limit: int) -> Any:
+    """The JSON body, refused before it is read past `limit` bytes, or if not UTF-8 JSON."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge("body", f"larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge("body", f"larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Malformed("body", f"not valid UTF-8 at byte {exc.start}") from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed("body", f"not valid JSON: {exc}") from None
+
+
+async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | Refused]:
+    """Append admitted events; a repeated event id answers with its first receipt."""
+    store: Store = request.app.state.store
+    event_log: EventLog = request.app.state.log
+    digests = [body_digest(e) for e in events]
+    try:
+        prior = await first_receipts(store, [e.event_id for e in events])
+    except psycopg.Error as exc:
+        raise Unavailable("database", "receipts are unavailable, retry later") from exc
+    outcomes: list[Receipt | Refused | None] = [None] * len(events)
+    first_in_batch: dict[UUID, str] = {}
+    send = []
+    for i, (event, digest) in enumerate(zip(events, digests, strict=True)):
+        known = prior[event.event_id].digest if event.event_id in prior else \
+            first_in_batch.get(event.event_id)
+        if known is not None and known != digest:
+            outcomes[i] = IdConflict("event_id", "already used for a different event")
+            continue
+        first_in_batch.setdefault(event.event_id, digest)
+        send.append(i)
+    try:
+        receipts = await event_log.append_many([events[i] for i in send])
+        stored = await record_receipts(store, [
+            (r, digests[i]) for i, r in zip(send, receipts, strict=True)
+            if events[i].event_id not in prior
+        ])
+    except LogUnavailable as exc:
+        raise Unavailable("broker", "the log did not acknowledge, retry later") from exc
+    except psycopg.Error as exc:
+        raise Unavailable("database", "receipts are unavailable, retry later") from exc
+    firsts: dict[UUID, FirstReceipt] = {**prior, **stored}
+    for i in send:
+        first = firsts[events[i].event_id]
+        outcomes[i] = first.receipt if first.digest == digests[i] else \
+            IdConflict("event_id", "already used for a different event")
+    return [o for o in outcomes if o is not None]
+
+
+def _answer(outcome: Receipt | Refused) -> tuple[int, dict[str, Any]]:
+    if isinstance(outcome, Refused):
+        return outcome.status, {"error": outcome.code, "errors": outcome.errors}
+    return 201, asdict(outcome)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.store = await Store(settings.database_url or "", max_size=8).open()
+        app.state.log = EventLog(settings.kafka_bootstrap or "", client_id="gridgov-ingest")
+        yield
+        app.state.log.close()
+        await app.state.store.close()
+
+    app = FastAPI(title="gridgov ingest", version="1", lifespan=lifespan)
+    errors.install(app)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/events", status_code=201)
+    async def post_event(request: Request, caller: Caller) -> Response:
+        """Publish one event; 201 once the broker acknowledged it (acks=all)."""
+        started = time.perf_counter()
+        event = admit(await read_body(request, settings.max_body_bytes), caller, now=clock())
+        outcome = (await publish(request, [event]))[0]
+        _observe([event], [outcome], started)
+        if isinstance(outcome, Refused):
+            raise outcome
+        return json_response(asdict(outcome), 201)
+
+    @app.post("/v1/events/batch")
+    async def post_batch(request: Request, caller: Caller) -> Response:
+        """Publish up to 500 events (a phone's offline queue); one result per item."""
+        started = time.perf_counter()
+        body = await read_body(request, settings.max_batch_bytes)
+        items = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise Malformed("events", "a non-empty list of events is required")
+        if len(items) > settings.max_batch_items:
+            raise TooLarge("events", f"at most {settings.max_batch_items} events per batch")
+        now = clock()
+        results: list[tuple[int, dict[str, Any]] | None] = [None] * len(items)
+        admitted, where = [], []
+        for i, item in enumerate(items):
+            try:
+                admitted.append(admit(item, caller, now=now))
+                where.append(i)
+            except Refused as refused:
+                results[i] = _answer(refused)
+        outcomes = await publish(request, admitted) if admitted else []
+        _observe(admitted, outcomes, started)
+        for i, outcome in zip(where, outcomes, strict=True):
+            results[i] = _answer(outcome)
+        answered = [{"index": i, "status": r[0], **r[1]} for i, r in enumerate(results) if r]
+        accepted = sum(1 for r in answered if r["status"] == 201)
+        return json_response({"accepted": accepted, "refused": len(answered) - accepted,
+                              "results": answered})
+
+    return app
+
+
+def _observe(events: list[Event[Any]], outcomes: list[Receipt | Refused], started: float) -> None:
+    elapsed = time.perf_counter() - started
+    for event, outcome in zip(events, outcomes, strict=True):
+        INGESTED.labels(event.event_type,
+                        "refused" if isinstance(outcome, Refused) else "accepted").inc()
+        LATENCY.labels(event.event_type).observe(elapsed)

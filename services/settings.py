@@ -1,0 +1,55 @@
+"""One settings object, read from GRIDGOV_* environment variables and passed in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    home: Path = Path(".gridgov")
+    kafka_bootstrap: str | None = None  # set: use that cluster, start no embedded broker
+    database_url: str | None = None  # set: use that PostgreSQL, start no embedded one
+    partitions: int = Field(default=12, ge=1, le=1000)
+    token_secret: str = Field(min_length=32, repr=False)
+    token_issuer: str = "gridgov"  # noqa: S105 - a name, not a secret
+    token_audience: str = "gridgov"  # noqa: S105 - a name, not a secret
+    host: str = "127.0.0.1"
+    ingest_port: int = 8000
+    query_port: int = 8001
+    projector_metrics_port: int = 9101
+    broker_port: int = 9092
+    max_body_bytes: int = 64 * 1024
+    max_batch_items: int = 500
+    max_batch_bytes: int = 4 * 1024 * 1024
+    log_level: str = "info"
+
+    @field_validator("token_secret")
+    @classmethod
+    def _not_a_default(cls, value: str) -> str:
+        if value.lower() in {"changeme" * 4, "secret" * 6} or len(set(value)) < 8:
+            raise ValueError("GRIDGOV_TOKEN_SECRET must be a real random secret")
+        return value
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            name: env[f"GRIDGOV_{name.upper()}"]
+            for name in cls.model_fields
+            if f"GRIDGOV_{name.upper()}" in env
+        }
+        values.update(overrides)
+        return cls.model_validate(values)
+
+    def as_env(self) -> dict[str, str]:
+        """The same settings as environment variables, for child processes."""
+        return {
+            f"GRIDGOV_{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
