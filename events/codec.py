@@ -18,6 +18,13 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def submission_digest(event: BaseModel | dict[str, Any]) -> str:
+    """What makes two copies of one event id the same event: all but the server's clock."""
+    data = event.model_dump(mode="json") if isinstance(event, BaseModel) else dict(event)
+    data.pop("recorded_at", None)
+    return digest(canonical(data))
+
+
 def chain_hash(prev_hash: bytes, canonical_event: bytes) -> bytes:
     """The archive's hash chain link: sha256(prev_hash || canonical event)."""
     return hashlib.sha256(prev_hash + canonical_event).digest()

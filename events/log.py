@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -192,25 +193,26 @@ def partitions_of(kafka: KafkaConsumer, topics: Iterable[str]) -> list[TopicPart
     ]
 
 
-def end_offsets(kafka: KafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+def end_offsets(kafka: KafkaConsumer, tps: list[TopicPartition],
+                timeout: float = 5.0) -> dict[TopicPartition, int]:
     """The true next offset of each partition.
 
     Tansu 0.6 answers ListOffsets(latest) with the base offset of the last batch + 1, not the
-    end of the log, so read the last batch and take its last offset + 1.
+    end of the log, so read that last batch and take its last offset + 1.
     """
     high = kafka.end_offsets(tps)
-    ends: dict[TopicPartition, int] = {}
-    for tp in tps:
-        if high[tp] == 0:
-            ends[tp] = 0
-            continue
-        kafka.assign([tp])
-        kafka.seek(tp, high[tp] - 1)
-        last = high[tp] - 1
-        for _ in range(20):
-            records = kafka.poll(timeout_ms=500).get(tp, [])
-            if not records:
-                break
-            last = max(last, records[-1].offset)
-        ends[tp] = last + 1
+    ends = {tp: 0 for tp in tps if high[tp] == 0}
+    pending = [tp for tp in tps if high[tp] > 0]
+    if pending:
+        kafka.assign(pending)
+        for tp in pending:
+            kafka.seek(tp, high[tp] - 1)
+        deadline = time.monotonic() + timeout
+        while len(ends) < len(tps) and time.monotonic() < deadline:
+            for tp, records in kafka.poll(timeout_ms=200).items():
+                if tp not in ends and records:
+                    ends[tp] = records[-1].offset + 1
+                    kafka.pause(tp)
+        for tp in pending:
+            ends.setdefault(tp, high[tp])
     return ends

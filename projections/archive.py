@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from events.codec import GENESIS, canonical, chain_hash
+import orjson
+
+from events.codec import GENESIS, canonical, chain_hash, submission_digest
 from events.topics import EVENT_TOPICS
 from projections.runner import Delivery
 from projections.store import TP, Cursor
@@ -35,19 +37,23 @@ class Duplicate:
 
 
 def chain(
-    heads: dict[TP, Head], deliveries: Sequence[Delivery], known: dict[UUID, bytes]
+    heads: dict[TP, Head], deliveries: Sequence[Delivery], known: dict[UUID, str]
 ) -> tuple[list[Archived], list[Duplicate], dict[TP, Head]]:
-    """Extend each partition's chain with the events not archived before; pure."""
+    """Extend each partition's chain with the events not archived before; pure.
+
+    `known` maps archived event ids to their submission digests.
+    """
     heads = dict(heads)
     known = dict(known)
     archived, duplicates = [], []
     for delivery in deliveries:
         event, record = delivery.event, delivery.record
         body = canonical(event)
+        submitted = submission_digest(event)
         if event.event_id in known:
-            duplicates.append(Duplicate(delivery, known[event.event_id] == body))
+            duplicates.append(Duplicate(delivery, known[event.event_id] == submitted))
             continue
-        known[event.event_id] = body
+        known[event.event_id] = submitted
         tp = (record.topic, record.partition)
         head = heads.get(tp, Head(0, GENESIS))
         link = chain_hash(head.hash, body)
@@ -89,7 +95,7 @@ class Archive:
             "select event_id, body from archive where event_id = any(%s)",
             [[d.event.event_id for d in deliveries]],
         )
-        known = {eid: bytes(body) for eid, body in await cur.fetchall()}
+        known = {eid: submission_digest(orjson.loads(body)) for eid, body in await cur.fetchall()}
         archived, duplicates, heads = chain(heads, deliveries, known)
         async with cur.copy(
             "copy archive (topic, partition, position, log_offset, event_id, event_type,"

@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.catalog import InvalidEvent, event_from_dict
-from events.codec import canonical, digest
 from events.envelope import SERVER_OWNED, Event
 from services.auth import Principal
 from services.errors import Forbidden, Invalid, Malformed
@@ -34,7 +33,3 @@ def admit(body: Any, caller: Principal, *, now: datetime) -> Event[Any]:
         raise Invalid("occurred_at", "is more than 5 minutes in the future")
     return event
 
-
-def body_digest(event: Event[Any]) -> str:
-    """What makes two submissions of one event_id the same: everything but the server's clock."""
-    return digest(canonical(event.model_dump(mode="json", exclude={"recorded_at"})))

@@ -128,6 +128,7 @@ class Child:
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        log.info("stopping %s", self.name)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout)

@@ -16,11 +16,12 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter, Histogram, make_asgi_app
 from starlette.responses import Response
 
+from events.codec import submission_digest
 from events.envelope import Event
 from events.log import EventLog, LogUnavailable, Receipt
 from projections.store import Store
 from services import errors
-from services.admission import admit, body_digest
+from services.admission import admit
 from services.auth import Caller
 from services.errors import IdConflict, Malformed, Refused, TooLarge, Unavailable, json_response
 from services.receipts import FirstReceipt, first_receipts, record_receipts
@@ -63,7 +64,7 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
     """Append admitted events; a repeated event id answers with its first receipt."""
     store: Store = request.app.state.store
     event_log: EventLog = request.app.state.log
-    digests = [body_digest(e) for e in events]
+    digests = [submission_digest(e) for e in events]
     try:
         prior = await first_receipts(store, [e.event_id for e in events])
     except psycopg.Error as exc:
