@@ -26,7 +26,7 @@ tools: ## Debian tools the tests use as third-party clients (kcat)
 run: $(STAMP) ## the whole platform on the embedded stack, with demo data
 	$(BIN)/gridgov dev up --demo
 
-test: $(STAMP) tools lint ## every test: unit, then integration and e2e on the real broker and PostgreSQL
+test: $(STAMP) tools lint typecheck ## every test: unit, then integration and e2e on the real broker and PostgreSQL
 	$(BIN)/pytest -p no:cacheprovider
 
 unit: $(STAMP) ## the fast pure tests only

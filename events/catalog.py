@@ -28,7 +28,7 @@ def _tagged(payload: type[Payload]) -> Any:
     return Annotated[Event[payload], Tag(f"{payload.event_type}@{payload.schema_version}")]  # type: ignore[valid-type]
 
 
-AnyEvent = Annotated[
+AnyEvent: Any = Annotated[
     Union[tuple(_tagged(p) for p in PAYLOADS)],  # noqa: UP007 - built from the catalog
     Discriminator(
         _tag,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -72,7 +72,7 @@ class Payload(BaseModel):
         type: str | None = None,  # noqa: A002 - reads like the catalog entry it is
         version: int = 1,
         emitted_by: frozenset[Role] = frozenset(),
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         if type is not None:

@@ -17,7 +17,7 @@ from projections.store import TP, Cursor
 
 @dataclass(frozen=True)
 class Head:
-    position: int  # the next position to fill
+    position: int  # the next position to fill (the number of links so far)
     hash: bytes
 
 
@@ -62,9 +62,13 @@ def chain(
     return archived, duplicates, heads
 
 
-def verify(rows: Sequence[tuple[int, bytes, bytes, bytes]], start: Head = Head(0, GENESIS)
-           ) -> list[str]:
-    """Walk (position, body, prev_hash, hash) rows of one partition; report every break."""
+def verify(rows: Sequence[tuple[int, bytes, bytes, bytes]], start: Head = Head(0, GENESIS),
+           end: Head | None = None) -> list[str]:
+    """Walk (position, body, prev_hash, hash) rows of one partition; report every break.
+
+    `end` is the head recorded separately (archive_heads, a signed digest): without it, losing
+    the newest rows would leave a shorter chain that is valid in itself.
+    """
     problems = []
     expected = start
     for position, body, prev_hash, link in rows:
@@ -75,6 +79,9 @@ def verify(rows: Sequence[tuple[int, bytes, bytes, bytes]], start: Head = Head(0
         if chain_hash(prev_hash, body) != link:
             problems.append(f"position {position}: body does not match its hash")
         expected = Head(position + 1, link)
+    if end is not None and expected != end:
+        problems.append(f"position {expected.position}: the chain ends here, its head says"
+                        f" {end.position}")
     return problems
 
 

@@ -31,7 +31,7 @@ def migrate(database_url: str) -> list[str]:
             done = {row[0] for row in conn.execute("select name from schema_migrations")}
             for file in files:
                 if file.name not in done:
-                    conn.execute(file.read_text(encoding="utf-8"))  # type: ignore[call-overload]
+                    conn.execute(file.read_text(encoding="utf-8"))
                     conn.execute("insert into schema_migrations (name) values (%s)", [file.name])
                     applied.append(file.name)
     return applied

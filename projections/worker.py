@@ -54,8 +54,8 @@ def projector_app(projection: Projection, *, bootstrap: str, database_url: str,
                 await store.open()
         return store
 
-    @app.on_partitions_assigned.connect
-    async def seek_to_stored(app: faust.App, assigned: set[Any], **_: Any) -> None:
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def seek_to_stored(app: Any, assigned: set[Any], **_: Any) -> None:
         stored = await (await open_store()).offsets(projection.name)
         for tp in assigned:
             await app.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))

@@ -1,0 +1,1 @@
+"""Stream processors and read models: what each event means for each read model."""

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench`. Each row is measured beside its baseline in the same run."""
