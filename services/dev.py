@@ -276,8 +276,8 @@ class Stack:
             f"  postgres     {settings.database_url}",
             f"  stack file   {self.home / 'stack.json'} (tokens for every role)",
             f"  logs         {self.home / 'logs'}/",
-            "  worker token:",
-            f"    {self._tokens(settings)['worker']}",
+            "  tokens (Authorization: Bearer ...), scoped to the demo places:",
+            *(f"    {role:<11} {token}" for role, token in self._tokens(settings).items()),
             "Ctrl-C stops everything.",
         ]
         sys.stdout.write("\n".join(lines) + "\n")
