@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
+
 from events.envelope import Role
 from events.log import consumer, end_offsets, partitions_of
 from events.topics import EVENT_TOPICS
@@ -23,6 +25,7 @@ def test_a_restarted_stack_keeps_every_archived_event_readable(tmp_path: Path) -
     finally:
         stack.stop()
     assert not (tmp_path / "home" / "stack.json").exists()
+    assert leftovers(tmp_path / "home", stack) == []
 
     stack.start()
     try:
@@ -43,3 +46,15 @@ def test_a_restarted_stack_keeps_every_archived_event_readable(tmp_path: Path) -
         assert stack.sql("select count(*) from archive_duplicates")[0][0] == 0
     finally:
         stack.stop()
+    assert leftovers(tmp_path / "home", stack) == []
+
+
+def leftovers(home: Path, stack: RunningStack) -> list[str]:
+    """Processes of this stack still alive after Ctrl-C: PostgreSQL, broker, our children."""
+    ports = {str(p) for p in stack.ports.values()}
+    alive = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(home) in cmdline or ("tansu" in cmdline and any(p in cmdline for p in ports)):
+            alive.append(cmdline)
+    return alive
