@@ -6,11 +6,15 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
-from events.envelope import Event, Payload
-from events.incident import IncidentReported
-from events.patrol import PatrolLogged
+from events import dispute, incident, patrol
+from events.envelope import Event, Payload, Role
 
-PAYLOADS: tuple[type[Payload], ...] = (PatrolLogged, IncidentReported)
+PAYLOADS: tuple[type[Payload], ...] = tuple(
+    value
+    for module in (patrol, incident, dispute)  # one module per aggregate family
+    for value in vars(module).values()
+    if isinstance(value, type) and issubclass(value, Payload) and "event_type" in vars(value)
+)
 CATALOG: dict[tuple[str, int], type[Payload]] = {
     (p.event_type, p.schema_version): p for p in PAYLOADS
 }
@@ -81,7 +85,7 @@ def example_event(payload: type[Payload]) -> dict[str, Any]:
         "schema_version": payload.schema_version,
         "occurred_at": "2026-11-20T09:12:00+08:00",
         "recorded_at": "2026-11-20T09:12:03+08:00",
-        "actor": {"id": "w-0001", "role": sorted(payload.emitted_by)[0]},
+        "actor": {"id": "w-0001", "role": min(payload.emitted_by, default=Role.worker)},
         "grid": "430382/101/003/07",
         "aggregate_id": "inc-430382-0001",
         "aggregate_seq": 0,

@@ -18,6 +18,7 @@ class Role(StrEnum):
     supervisor = "supervisor"  # 综治中心 / 督查
     auditor = "auditor"  # 纪检 / 审计
     admin = "admin"
+    system = "system"  # the platform itself (SLA timers); never carried by a token
 
 
 _SEGMENT = re.compile(r"^[0-9A-Za-z_-]{1,16}$")
@@ -63,7 +64,8 @@ class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
     event_type: ClassVar[str]
     schema_version: ClassVar[int]
-    emitted_by: ClassVar[frozenset[Role]]
+    emitted_by: ClassVar[frozenset[Role]]  # who may publish it directly as a fact
+    decided: ClassVar[bool]  # emitted only by a decider, as the outcome of a command
     example: ClassVar[dict[str, object]]
 
     def __init_subclass__(
@@ -72,6 +74,7 @@ class Payload(BaseModel):
         type: str | None = None,  # noqa: A002 - reads like the catalog entry it is
         version: int = 1,
         emitted_by: frozenset[Role] = frozenset(),
+        decided: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -79,6 +82,7 @@ class Payload(BaseModel):
             cls.event_type = type
             cls.schema_version = version
             cls.emitted_by = emitted_by
+            cls.decided = decided
 
 
 P = TypeVar("P", bound=Payload)

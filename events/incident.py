@@ -1,13 +1,21 @@
-"""Incident events: a matter seen in a grid, and what happened to it."""
+"""Incident events: a matter seen in a grid, and every step of its five-have chain.
+
+Facts (a report) are published by apps; decisions (assign, accept, resolve, verify, ...) are
+emitted only by the incident decider as the outcome of a command (`decided=True`).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from events.envelope import Payload, Role
+
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+PersonId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.:@-]+$")]
+REPORTERS = frozenset({Role.worker, Role.grid_chief, Role.police, Role.mediator})
 
 
 class Category(StrEnum):
@@ -20,6 +28,15 @@ class Category(StrEnum):
     other = "other"  # 其他
 
 
+class Level(StrEnum):
+    """The escalation ladder: 小事不出网格、大事不出警格 / 小事不出村、大事不出镇."""
+
+    grid = "grid"
+    community = "community"
+    town = "town"
+    county = "county"
+
+
 class Location(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     description: Annotated[str, Field(min_length=1, max_length=500)]
@@ -27,11 +44,15 @@ class Location(BaseModel):
     lon: Annotated[float, Field(ge=-180, le=180)] | None = None
 
 
-class IncidentReported(
-    Payload,
-    type="incident.reported",
-    emitted_by=frozenset({Role.worker, Role.grid_chief, Role.police, Role.mediator}),
-):
+class Person(BaseModel):
+    """Someone a step names: an assignee, a new owner."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: PersonId
+    role: Role
+
+
+class IncidentReported(Payload, type="incident.reported", emitted_by=REPORTERS):
     """有人报告: someone reported a matter in the grid, possibly found on a patrol."""
 
     category: Category
@@ -42,6 +63,98 @@ class IncidentReported(
     patrol_id: Annotated[str, Field(max_length=64)] | None = None
 
 
+class IncidentRejected(Payload, type="incident.rejected", decided=True):
+    """Refused at intake: a duplicate of another incident, invalid, or not our matter."""
+
+    reason: Literal["duplicate", "invalid", "not_ours"]
+    duplicate_of: Annotated[str, Field(max_length=64)] | None = None
+    note: Text | None = None
+
+
+class IncidentAssigned(Payload, type="incident.assigned", decided=True):
+    """Dispatched to someone, with the deadline the SLA (or an approver) set."""
+
+    assignee: Person
+    deadline: AwareDatetime
+    level: Level
+
+
+class IncidentAccepted(Payload, type="incident.accepted", decided=True):
+    """有人负责: the owner took the matter on; the deadline is the one now running."""
+
+    deadline: AwareDatetime
+
+
+class IncidentTransferred(Payload, type="incident.transferred", decided=True):
+    assignee: Person
+    reason: Text
+
+
+class IncidentReturned(Payload, type="incident.returned", decided=True):
+    """回退: dispatched to the wrong owner; back to intake, not counted against the owner."""
+
+    reason: Text
+
+
+class IncidentEscalated(Payload, type="incident.escalated", decided=True):
+    from_level: Level
+    to_level: Level
+    reason: Text
+
+
+class IncidentExtended(Payload, type="incident.extended", decided=True):
+    """延期: an approved new deadline."""
+
+    deadline: AwareDatetime
+    reason: Text
+
+
+class IncidentSuspended(Payload, type="incident.suspended", decided=True):
+    """挂账: an approved pause (seasonal works, waiting on a third party); the SLA clock stops."""
+
+    reason: Text
+
+
+class IncidentResumed(Payload, type="incident.resumed", decided=True):
+    pass
+
+
+class IncidentResolved(Payload, type="incident.resolved", decided=True):
+    """有人解决: the owner dealt with it."""
+
+    measures: Text
+    outcome: Text
+
+
+class IncidentVerified(Payload, type="incident.verified", decided=True):
+    """有人督查: someone other than the resolver checked the resolution."""
+
+    verdict: Literal["accepted", "rejected"]
+    satisfaction: Annotated[int, Field(ge=1, le=5)] | None = None
+    note: Text | None = None
+
+
+class IncidentReworkRequested(Payload, type="incident.rework_requested", decided=True):
+    """返工: verification failed; back to the owner, and counted."""
+
+    reason: Text
+
+
+class IncidentClosed(Payload, type="incident.closed", decided=True):
+    pass
+
+
+class IncidentReopened(Payload, type="incident.reopened", decided=True):
+    reason: Text
+
+
+class IncidentOverdue(Payload, type="incident.overdue", emitted_by=frozenset({Role.system}),
+                      decided=True):
+    """Emitted by the platform once per deadline that passed with the matter still open."""
+
+    deadline: AwareDatetime
+
+
 IncidentReported.example = {
     "category": "safety_hazard",
     "title": "楼道堆放杂物",
@@ -50,3 +163,22 @@ IncidentReported.example = {
     "photos": [],
     "patrol_id": "patrol-0001",
 }
+_PERSON = {"id": "w-0001", "role": "worker"}
+_DEADLINE = "2026-11-23T09:12:00+08:00"
+IncidentRejected.example = {"reason": "duplicate", "duplicate_of": "inc-430382-0000"}
+IncidentAssigned.example = {"assignee": _PERSON, "deadline": _DEADLINE, "level": "grid"}
+IncidentAccepted.example = {"deadline": _DEADLINE}
+IncidentTransferred.example = {"assignee": {"id": "p-0007", "role": "police"},
+                               "reason": "涉及治安，转片警处理"}
+IncidentReturned.example = {"reason": "不属于本网格，退回重新派遣"}
+IncidentEscalated.example = {"from_level": "grid", "to_level": "community",
+                             "reason": "超期未办结，自动上报"}
+IncidentExtended.example = {"deadline": "2026-11-30T09:12:00+08:00", "reason": "需协调施工单位"}
+IncidentSuspended.example = {"reason": "冬季停工，来年开春处理"}
+IncidentResumed.example = {}
+IncidentResolved.example = {"measures": "联系物业清理楼道杂物", "outcome": "消防通道已畅通"}
+IncidentVerified.example = {"verdict": "accepted", "satisfaction": 5}
+IncidentReworkRequested.example = {"reason": "现场仍有杂物"}
+IncidentClosed.example = {}
+IncidentReopened.example = {"reason": "住户反映问题复发"}
+IncidentOverdue.example = {"deadline": _DEADLINE}

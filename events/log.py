@@ -14,8 +14,9 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from events.codec import canonical
+from events.commands import IssuedCommand
 from events.envelope import Event
-from events.topics import DEAD_LETTERS, EVENT_TOPICS, Topic, topic_for
+from events.topics import DEAD_LETTERS, EVENT_TOPICS, INCIDENT_COMMANDS, Topic, topic_for
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,20 @@ class EventLog:
     async def append(self, event: Event[Any]) -> Receipt:
         return (await self.append_many([event]))[0]
 
+    async def submit(self, command: IssuedCommand) -> None:
+        """Put a command before its decider, keyed by incident so one writer sees it."""
+        loop = asyncio.get_running_loop()
+
+        def send() -> asyncio.Future[Any]:
+            return _bridge(self._producer.send(
+                INCIDENT_COMMANDS.name, key=command.incident_id.encode(),
+                value=canonical(command)), loop)
+
+        try:
+            await (await asyncio.to_thread(send))
+        except KafkaError as exc:
+            raise LogUnavailable(str(exc)) from exc
+
     def _send_all(
         self, loop: asyncio.AbstractEventLoop, records: list[tuple[Topic, Event[Any], bytes]]
     ) -> list[asyncio.Future[Any]]:
@@ -160,7 +175,7 @@ def create_topics(bootstrap: str, partitions: int) -> None:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(t.name, partitions, 1)
-            for t in (*EVENT_TOPICS, DEAD_LETTERS)
+            for t in (*EVENT_TOPICS, DEAD_LETTERS, INCIDENT_COMMANDS)
             if t.name not in existing
         ]
         if wanted:

@@ -16,6 +16,7 @@ INCIDENTS = Topic("gridgov.incidents", ("incident", "dispute"))
 PATROLS = Topic("gridgov.patrols", ("patrol",))
 EVENT_TOPICS = (INCIDENTS, PATROLS)
 DEAD_LETTERS = Topic("gridgov.deadletter", ())
+INCIDENT_COMMANDS = Topic("gridgov.commands.incidents", ())  # the incident decider's input
 
 
 def topic_for(event_type: str) -> Topic:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import AsyncCursor
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 Cursor = AsyncCursor[TupleRow]
@@ -56,6 +57,11 @@ class Store:
     @asynccontextmanager
     async def cursor(self) -> AsyncIterator[Cursor]:
         async with self.pool.connection() as conn, conn.cursor() as cur:
+            yield cur
+
+    @asynccontextmanager
+    async def dict_cursor(self) -> AsyncIterator[AsyncCursor[dict[str, Any]]]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             yield cur
 
     @asynccontextmanager

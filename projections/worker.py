@@ -12,12 +12,13 @@ from prometheus_client import Gauge, start_http_server
 
 from events.log import EventLog, Record
 from projections.archive import Archive
+from projections.five_have import FiveHave
 from projections.runner import Projection, Runner
 from projections.store import Store
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS: dict[str, type[Projection]] = {"archive": Archive}
+PROJECTIONS: dict[str, type[Projection]] = {"archive": Archive, "five_have": FiveHave}
 
 LAG = Gauge(
     "gridgov_projector_lag", "Records behind the broker's high watermark",
@@ -29,7 +30,7 @@ def projector_app(projection: Projection, *, bootstrap: str, database_url: str,
                   batch: int = 500) -> faust.App:
     app = faust.App(
         f"gridgov-{projection.name}",
-        broker=f"kafka://{bootstrap}",
+        broker=f"gridgov://{bootstrap}",
         store="memory://",
         web_enabled=False,
         topic_disable_leader=True,
@@ -87,8 +88,7 @@ def _record(message: Any) -> Record:
 
 
 
-def run(name: str, *, bootstrap: str, database_url: str, metrics_port: int,
-        loglevel: str = "warning") -> None:
+def run(app: faust.App, *, metrics_port: int, loglevel: str = "warning") -> None:
+    """Serve /metrics and run a faust app until SIGTERM."""
     start_http_server(metrics_port, addr="127.0.0.1")
-    app = projector_app(PROJECTIONS[name](), bootstrap=bootstrap, database_url=database_url)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -26,6 +26,9 @@ def admit(body: Any, caller: Principal, *, now: datetime) -> Event[Any]:
     except InvalidEvent as exc:
         raise Invalid(exc.errors[0]["field"], exc.errors[0]["reason"], exc.errors) from None
     payload = type(event.payload)
+    if payload.decided:
+        raise Forbidden("event_type", f"{event.event_type} is decided by a command:"
+                        " POST /v1/commands")
     if caller.role not in payload.emitted_by:
         raise Forbidden("event_type", f"role {caller.role} may not emit {event.event_type}")
     caller.require(event.grid, "grid")

@@ -67,16 +67,33 @@ def serve(service: str) -> None:
                 log_level="warning", access_log=False)
 
 
+PROCESS_PORTS = {"archive": 0, "five_have": 1, "decider": 2}  # offsets from the metrics port
+
+
 @main.command()
-@click.argument("projection", type=click.Choice(["archive"]))
+@click.argument("projection", type=click.Choice(["archive", "five_have"]))
 def project(projection: str) -> None:
     """Run a projector (a faust worker) for one projection."""
     from projections import worker
 
     settings = load_settings()
-    worker.run(projection, bootstrap=settings.kafka_bootstrap or "",
-               database_url=settings.database_url or "",
-               metrics_port=settings.projector_metrics_port)
+    app = worker.projector_app(worker.PROJECTIONS[projection](),
+                               bootstrap=settings.kafka_bootstrap or "",
+                               database_url=settings.database_url or "")
+    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS[projection])
+
+
+@main.command()
+def decide() -> None:
+    """Run the incident decider (commands -> events) and the SLA clock."""
+    from projections import sla, worker
+    from projections.decider import decider_app
+
+    settings = load_settings()
+    rules = sla.load(settings.sla_file) if settings.sla_file else sla.load()
+    app = decider_app(bootstrap=settings.kafka_bootstrap or "",
+                      database_url=settings.database_url or "", rules=rules)
+    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS["decider"])
 
 
 @main.command()

@@ -160,7 +160,7 @@ class Stack:
             raise SystemExit(f"another gridgov stack is running with GRIDGOV_HOME={self.home}"
                              ) from None
         ports = [self.settings.ingest_port, self.settings.query_port,
-                 self.settings.projector_metrics_port]
+                 *(self.settings.projector_metrics_port + i for i in range(3))]
         if self.settings.kafka_bootstrap is None:
             ports.append(self.settings.broker_port)
         for port in ports:
@@ -216,6 +216,8 @@ class Stack:
             "ingest": [*me, "serve", "ingest"],
             "query": [*me, "serve", "query"],
             "projector-archive": [*me, "project", "archive"],
+            "projector-five_have": [*me, "project", "five_have"],
+            "decider": [*me, "decide"],
         }
         if self.demo:
             commands["simulator"] = [*me, "simulate", "--rate", str(self.demo_rate),
@@ -253,6 +255,12 @@ class Stack:
             "ingest_url": self._url(settings.ingest_port),
             "query_url": self._url(settings.query_port),
             "projector_metrics_url": self._url(settings.projector_metrics_port) + "/metrics",
+            "metrics_urls": {
+                name: self._url(port) + "/metrics" for name, port in (
+                    ("ingest", settings.ingest_port), ("query", settings.query_port),
+                    ("projector-archive", settings.projector_metrics_port),
+                    ("projector-five_have", settings.projector_metrics_port + 1),
+                    ("decider", settings.projector_metrics_port + 2))},
             "kafka_bootstrap": settings.kafka_bootstrap,
             "database_url": settings.database_url,
             "tokens": self._tokens(settings),

@@ -23,6 +23,7 @@ from projections.store import Store
 from services import errors
 from services.admission import admit
 from services.auth import Caller
+from services.commands import admit_command, await_outcome, decision_of, incident_grid
 from services.errors import IdConflict, Malformed, Refused, TooLarge, Unavailable, json_response
 from services.receipts import FirstReceipt, first_receipts, record_receipts
 from services.settings import Settings
@@ -161,7 +162,43 @@ def create_app(settings: Settings) -> FastAPI:
         return json_response({"accepted": accepted, "refused": len(answered) - accepted,
                               "results": answered})
 
+    @app.post("/v1/commands")
+    async def post_command(request: Request, caller: Caller) -> Response:
+        """Ask the decider for a step of the chain; its answer, or 202 if it takes longer."""
+        command = admit_command(await read_body(request, settings.max_body_bytes), caller,
+                                now=clock())
+        store: Store = request.app.state.store
+        await incident_grid(store, command.incident_id, caller)
+        decided = await decision_of(store, command.command_id)
+        if decided is None:
+            try:
+                await request.app.state.log.submit(command)
+            except LogUnavailable as exc:
+                raise Unavailable("broker", "the log did not acknowledge, retry later") from exc
+            decided = await await_outcome(store, command.command_id,
+                                          settings.command_wait_seconds)
+        return _decision(decided, command.command_id)
+
+    @app.get("/v1/commands/{command_id}")
+    async def get_command(command_id: UUID, caller: Caller, request: Request) -> Response:
+        """The decider's answer to a command, once there is one (202 until then)."""
+        decided = await decision_of(request.app.state.store, command_id)
+        if decided is not None:
+            await incident_grid(request.app.state.store, decided["incident_id"], caller)
+        return _decision(decided, command_id)
+
     return app
+
+
+def _decision(decided: dict[str, Any] | None, command_id: UUID) -> Response:
+    if decided is None:
+        return json_response({"command_id": str(command_id), "status": "pending",
+                              "status_url": f"/v1/commands/{command_id}"}, 202)
+    if decided["status"] == "rejected":
+        return json_response({"error": decided["code"], "command_id": str(command_id),
+                              "errors": [{"field": "command", "reason": decided["reason"]}]},
+                             409)
+    return json_response(decided, 200)
 
 
 def _observe(events: list[Event[Any]], outcomes: list[Receipt | Refused], started: float) -> None:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
 from fastapi import FastAPI, Path, Query
 from prometheus_client import make_asgi_app
+from pydantic import AwareDatetime
 from starlette.responses import Response
 
+from events.catalog import event_from_json
 from events.envelope import place_path
+from events.incident import Category
+from projections.five_have import LINKS, timeline_order
 from projections.store import Store
 from services import errors
-from services.auth import Caller
+from services.auth import Caller, Principal
 from services.errors import Invalid, NotFound, json_response
 from services.settings import Settings
 
@@ -87,4 +92,90 @@ def create_app(settings: Settings) -> FastAPI:
             "next": rows[-1][0] if len(rows) == limit else None,
         })
 
+    @app.get("/v1/incidents/{incident_id}")
+    async def get_incident(
+        incident_id: Annotated[str, Path(max_length=64)], caller: Caller
+    ) -> Response:
+        """One incident's five-have chain and its full timeline."""
+        async with app.state.store.dict_cursor() as cur:
+            await cur.execute("select * from five_have where incident_id = %s", [incident_id])
+            found = await cur.fetchone()
+            if found is None or found["grid"] is None or not caller.covers(found["grid"]):
+                raise NotFound("incident_id", "no such incident in your scope")
+            await cur.execute("select body from incident_timeline where incident_id = %s",
+                              [incident_id])
+            timeline = [event_from_json(bytes(r["body"])) for r in await cur.fetchall()]
+        timeline.sort(key=lambda e: timeline_order(incident_id, e))
+        return json_response({**chain_json(found),
+                              "timeline": [e.model_dump(mode="json") for e in timeline]})
+
+    async def list_chains(caller: Principal, place: str, kind: str | None, stage: str | None,
+                          overdue: bool | None, category: str | None, since: datetime | None,
+                          until: datetime | None, limit: int, after: str) -> Response:
+        try:
+            place_path(place)
+        except ValueError as exc:
+            raise Invalid("place", str(exc)) from None
+        caller.require(place)
+        where = ["(grid = %s or grid like %s)", "incident_id > %s"]
+        params: list[Any] = [place, place.replace("_", r"\_") + "/%", after]
+        for column, value in (("kind", kind), ("stage", stage), ("overdue", overdue),
+                              ("category", category)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        if since is not None:
+            where.append("report_at >= %s")
+            params.append(since)
+        if until is not None:
+            where.append("report_at < %s")
+            params.append(until)
+        async with app.state.store.dict_cursor() as cur:
+            await cur.execute(
+                f"select * from five_have where {' and '.join(where)}"  # noqa: S608
+                " order by incident_id limit %s", [*params, limit])
+            rows = await cur.fetchall()
+        return json_response({"place": place, "items": [chain_json(r) for r in rows],
+                              "next": rows[-1]["incident_id"] if len(rows) == limit else None})
+
+    Stage = Literal["found", "reported", "assigned", "owned", "resolved", "verified", "closed",
+                    "rejected", "suspended"]
+
+    @app.get("/v1/incidents")
+    async def list_incidents(
+        caller: Caller, place: Annotated[str, Query(max_length=100)],
+        stage: Stage | None = None, overdue: bool | None = None,
+        category: Category | None = None, since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        after: Annotated[str, Query(max_length=64)] = "",
+    ) -> Response:
+        """Chains at or below a place, filtered; `next` continues the page."""
+        return await list_chains(caller, place, None, stage, overdue,
+                                 category.value if category else None, since, until, limit,
+                                 after)
+
+    @app.get("/v1/disputes")
+    async def list_disputes(
+        caller: Caller, place: Annotated[str, Query(max_length=100)],
+        stage: Stage | None = None, overdue: bool | None = None,
+        since: AwareDatetime | None = None, until: AwareDatetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        after: Annotated[str, Query(max_length=64)] = "",
+    ) -> Response:
+        """Disputes (矛盾纠纷) at or below a place, with their mediation outcomes."""
+        return await list_chains(caller, place, "dispute", stage, overdue, None, since, until,
+                                 limit, after)
+
     return app
+
+
+def chain_json(found: dict[str, Any]) -> dict[str, Any]:
+    """A five_have row as the API shows it: the five links nested, the rest as they are."""
+    shown = dict(found)
+    links = {}
+    for name in LINKS:
+        by, role, at = (shown.pop(f"{name}_{part}") for part in ("by", "role", "at"))
+        links[name] = {"by": by, "role": role, "at": at} if by else None
+    durations = {name: shown.pop(name) for name in
+                 ("report_to_own_s", "own_to_resolve_s", "resolve_to_supervise_s")}
+    return {**shown, "links": links, "durations_seconds": durations}

@@ -21,12 +21,14 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     ingest_port: int = 8000
     query_port: int = 8001
-    projector_metrics_port: int = 9101
+    projector_metrics_port: int = 9101  # the archive's; five_have +1, the decider +2
     broker_port: int = 9092
     max_body_bytes: int = 64 * 1024
     max_batch_items: int = 500
     max_batch_bytes: int = 4 * 1024 * 1024
     log_level: str = "info"
+    sla_file: Path | None = None  # SLA rules and working calendar; default projections/sla.toml
+    command_wait_seconds: float = 5.0  # how long POST /v1/commands waits before answering 202
 
     @field_validator("token_secret")
     @classmethod

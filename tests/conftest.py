@@ -1,22 +1,38 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from events.envelope import Role
+from projections import sla
+from projections.sla import DEFAULT_RULES
 from tests.stack import RunningStack, a_place
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """One real embedded stack for the whole session; tests isolate themselves by place."""
-    running = RunningStack(tmp_path_factory.mktemp("gridgov") / "home").start()
+    home = tmp_path_factory.mktemp("gridgov")
+    running = RunningStack(home / "home", sla_file=str(fast_sla(home / "sla.toml"))).start()
     try:
         yield running
     finally:
         running.stop()
+
+
+GRACE_SECONDS = 3
+
+
+def fast_sla(path: Path) -> Path:
+    """The shipped SLA rules with a grace of seconds, so auto-escalation is seen in a test."""
+    rules = DEFAULT_RULES.read_text(encoding="utf-8")
+    path.write_text(re.sub(r"(?m)^grace_seconds\s*=\s*\d+", f"grace_seconds = {GRACE_SECONDS}",
+                           rules), encoding="utf-8")
+    assert sla.load(path).grace.total_seconds() == GRACE_SECONDS
+    return path
 
 
 @pytest.fixture

@@ -26,10 +26,23 @@ from services.settings import Settings
 T = TypeVar("T")
 
 
-def free_port() -> int:
+def free_port(consecutive: int = 1) -> int:
+    """A port nobody listens on, followed by `consecutive - 1` more that are free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if all(_free(base + i) for i in range(1, consecutive)):
+            return base
+
+
+def _free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_until(condition: Callable[[], T], *, timeout: float = 30, what: str = "condition") -> T:
@@ -45,10 +58,11 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 30, what: str = "
 
 
 class RunningStack:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, **settings: str) -> None:
         self.home = home
-        self.ports = {name: free_port() for name in
-                      ("INGEST_PORT", "QUERY_PORT", "PROJECTOR_METRICS_PORT", "BROKER_PORT")}
+        self.settings_env = {f"GRIDGOV_{k.upper()}": v for k, v in settings.items()}
+        self.ports = {name: free_port() for name in ("INGEST_PORT", "QUERY_PORT", "BROKER_PORT")}
+        self.ports["PROJECTOR_METRICS_PORT"] = free_port(consecutive=3)
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
@@ -59,6 +73,7 @@ class RunningStack:
                             "GRIDGOV_TOKEN_SECRET")}
         env.update({f"GRIDGOV_{k}": str(v) for k, v in self.ports.items()})
         env["GRIDGOV_HOME"] = str(self.home)
+        env.update(self.settings_env)
         return env
 
     def start(self, *args: str) -> RunningStack:
@@ -111,6 +126,14 @@ class RunningStack:
     def archived_under(self, place: str) -> int:
         return int(self.sql("select count(*) from archive where place like %s",
                             place + "/%")[0][0])
+
+
+def command(client: httpx.Client, incident_id: str, step: dict[str, Any],
+            command_id: str | None = None) -> httpx.Response:
+    """POST one command of the chain (`step` is its `command` object) as a phone would."""
+    return client.post("/v1/commands", json={
+        "command_id": command_id or str(uuid.uuid4()), "incident_id": incident_id,
+        "occurred_at": datetime.now(UTC).isoformat(), "command": step})
 
 
 def a_place() -> str:

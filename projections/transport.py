@@ -1,0 +1,31 @@
+"""faust's Kafka transport with fetches that come back promptly (broker URL `gridgov://`).
+
+faust-streaming 0.15 hard-codes `fetch_max_wait_ms=1500` for its consumer, and the embedded
+Tansu broker holds an empty fetch that long even when records arrive meanwhile, so every
+projection (and every decision waiting to read its own writes) lagged about 0.75 s. Registered
+through faust's own `faust.transports` entry point, not by patching faust.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.transport.drivers import aiokafka as driver
+
+FETCH_MAX_WAIT_MS = 50
+
+
+class _PromptConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        return consumer
+
+
+class _PromptConsumer(driver.Consumer):
+    def _new_consumer_thread(self) -> Any:
+        return _PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    Consumer = _PromptConsumer
