@@ -230,4 +230,5 @@ def end_offsets(kafka: KafkaConsumer, tps: list[TopicPartition],
                     kafka.pause(tp)
         for tp in pending:
             ends.setdefault(tp, high[tp])
+        kafka.resume(*pending)  # kafka-python keeps a partition's pause across a new assign()
     return ends

@@ -182,6 +182,9 @@ def decider_app(*, bootstrap: str, database_url: str, rules: Rules) -> faust.App
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def sla_clock() -> None:
         if ready.is_set():
-            await decider.tick(datetime.now(UTC))
+            try:
+                await decider.tick(datetime.now(UTC))
+            except Rejected as busy:  # the projection is behind: the next tick catches up
+                log.warning("SLA clock skipped a tick: %s", busy.reason)
 
     return app

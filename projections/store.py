@@ -17,11 +17,16 @@ TP = tuple[str, int]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def migrate(database_url: str) -> list[str]:
+def in_schema(schema: str | None) -> dict[str, Any]:
+    """Connection options that put every unqualified table in `schema` (a replay's own)."""
+    return {"options": f"-c search_path={schema}"} if schema else {}
+
+
+def migrate(database_url: str, *, schema: str | None = None) -> list[str]:
     """Apply the SQL files in projections/migrations in order, each once; returns those applied."""
     files = sorted(MIGRATIONS.glob("*.sql"))
     applied = []
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True, **in_schema(schema)) as conn:
         with conn.transaction():
             # one migrator at a time, whichever process starts first
             conn.execute("select pg_advisory_xact_lock(4711)")
@@ -41,10 +46,11 @@ def migrate(database_url: str) -> list[str]:
 class Store:
     """A pool of connections to the read models."""
 
-    def __init__(self, database_url: str, *, max_size: int = 4) -> None:
+    def __init__(self, database_url: str, *, max_size: int = 4,
+                 schema: str | None = None) -> None:
         self.pool = AsyncConnectionPool(
             database_url, min_size=1, max_size=max_size, open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **in_schema(schema)},
         )
 
     async def open(self) -> Store:

@@ -84,6 +84,23 @@ def project(projection: str) -> None:
 
 
 @main.command()
+@click.argument("projection", type=click.Choice(["archive", "five_have"]))
+@click.option("--into", "schema", default=None, help="schema to rebuild into [replay_NAME]")
+def replay(projection: str, schema: str | None) -> None:
+    """Rebuild a projection from offset 0 into a schema of its own, to compare with the live one."""
+
+    from projections import replay as rebuild
+    from projections import worker
+
+    settings = load_settings()
+    schema = schema or f"replay_{projection}"
+    applied = asyncio.run(rebuild.replay(
+        worker.PROJECTIONS[projection](), bootstrap=settings.kafka_bootstrap or "",
+        database_url=settings.database_url or "", schema=schema))
+    click.echo(f"{projection}: {applied} events replayed into schema {schema}")
+
+
+@main.command()
 def decide() -> None:
     """Run the incident decider (commands -> events) and the SLA clock."""
     from projections import sla, worker

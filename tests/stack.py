@@ -20,6 +20,7 @@ import httpx
 import psycopg
 
 from events.envelope import Role
+from events.log import consumer, end_offsets, partitions_of
 from services import auth
 from services.settings import Settings
 
@@ -122,6 +123,18 @@ class RunningStack:
     def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.info["database_url"]) as conn:
             return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+    def caught_up(self, projection: str, *topics: str) -> bool:
+        """Whether `projection` has applied every record the log holds now on `topics`."""
+        kafka = consumer(self.info["kafka_bootstrap"])
+        try:
+            ends = end_offsets(kafka, partitions_of(kafka, topics))
+        finally:
+            kafka.close()
+        done = {(t, p): o for t, p, o in self.sql(
+            "select topic, partition, next_offset from projection_offsets"
+            " where projection = %s", projection)}
+        return all(done.get((tp.topic, tp.partition), 0) >= end for tp, end in ends.items())
 
     def archived_under(self, place: str) -> int:
         return int(self.sql("select count(*) from archive where place like %s",
