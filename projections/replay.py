@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import psycopg
 from psycopg import sql
@@ -31,7 +31,7 @@ def fresh_schema(database_url: str, schema: str) -> None:
     migrate(database_url, schema=schema)
 
 
-def read_log(bootstrap: str, topics: tuple[str, ...]) -> Iterator[list[Record]]:
+def read_log(bootstrap: str, topics: tuple[str, ...]) -> Generator[list[Record], None, None]:
     """Every record of `topics` from offset 0 to the end the log has now, in batches."""
     kafka = consumer(bootstrap, max_poll_records=BATCH)
     try:
