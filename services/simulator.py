@@ -1,4 +1,10 @@
-"""Plays grid workers' apps: patrols and incident reports across real places, in Chinese."""
+"""Plays the people of the grids: workers' patrols and reports, then every matter's lifecycle.
+
+Reports and patrols go through the ingest API as phones send them; the lifecycle goes through
+POST /v1/commands as grid chiefs, workers, mediators and supervisors would: assigned,
+accepted, resolved or mediated, verified; some reworked, reopened, escalated, rejected as
+duplicates, and a few given a deadline nobody meets, so the SLA clock has work.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +40,9 @@ def worker_of(grid: str) -> str:
     return "w-" + grid.replace("/", "-")
 
 
+PARTIES = [("张建国", "13807320001"), ("李秀英", None), ("王德明", "13907320002"), ("刘桂兰", None)]
+
+
 def app_events(rng: random.Random, now: datetime) -> Iterator[dict[str, Any]]:
     """An endless stream of what grid workers' phones publish: a patrol, sometimes a report."""
     grids = sorted(DEMO_GRIDS)
@@ -57,29 +67,155 @@ def app_events(rng: random.Random, now: datetime) -> Iterator[dict[str, Any]]:
                 "findings": [{"note": title, "incident_id": incident_id}] if reported else [],
             },
         }
-        if reported:
-            yield {
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "event_type": "incident.reported", "schema_version": 1,
-                "occurred_at": (started + timedelta(minutes=30)).isoformat(),
-                "grid": grid, "aggregate_id": incident_id, "aggregate_seq": 0,
-                "payload": {
-                    "category": category, "title": title, "description": description,
-                    "location": {"description": f"{''.join(DEMO_GRIDS[grid][2:])} {stops[1]}"},
-                    "patrol_id": patrol_id,
-                },
-            }
+        if not reported:
+            continue
+        place = {"description": f"{''.join(DEMO_GRIDS[grid][2:])} {stops[1]}"}
+        if category == "dispute":
+            event_type, payload = "dispute.reported", {
+                "kind": rng.choice(["neighbour", "family", "land", "debt"]),
+                "parties": [{"name": n, "phone": p} for n, p in rng.sample(PARTIES, 2)],
+                "summary": description, "location": place, "patrol_id": patrol_id}
+        else:
+            event_type, payload = "incident.reported", {
+                "category": category, "title": title, "description": description,
+                "location": place, "patrol_id": patrol_id}
+        yield {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "event_type": event_type, "schema_version": 1,
+            "occurred_at": (started + timedelta(minutes=30)).isoformat(),
+            "grid": grid, "aggregate_id": incident_id, "aggregate_seq": 0, "payload": payload,
+        }
+
+
+@dataclass
+class Matter:
+    """What the simulated people know of one matter, and the command they are retrying."""
+
+    incident_id: str
+    grid: str
+    kind: str
+    stage: str = "reported"
+    retrying: dict[str, Any] | None = None
+
+
+Step = tuple[str, dict[str, Any]]  # (the role acting, the command they send)
+
+
+def owner_of(grid: str, kind: str) -> tuple[str, Role]:
+    """Who owns a matter: the grid's worker, or its people's mediator for a dispute."""
+    if kind == "dispute":
+        return "m-" + grid.replace("/", "-"), Role.mediator
+    return worker_of(grid), Role.worker
+
+
+def next_step(matter: Matter, rng: random.Random, now: datetime) -> Step | None:
+    """Who acts on a matter next and what they ask for; None when its story is over."""
+    owner_id, owner = owner_of(matter.grid, matter.kind)
+    worker = {"id": owner_id, "role": owner.value}
+    match matter.stage:
+        case "reported" if rng.random() < 0.03:
+            return "grid_chief", {"type": "reject", "reason": "duplicate", "note": "重复上报"}
+        case "reported":
+            late = rng.random() < 0.05  # a few given a deadline nobody will meet
+            deadline = {"deadline": (now + timedelta(seconds=30)).isoformat()} if late else {}
+            return "grid_chief", {"type": "assign", "assignee": worker, **deadline}
+        case "assigned":
+            return owner, {"type": "accept"}
+        case "owned" if rng.random() < 0.08:
+            return "grid_chief", {"type": "escalate", "reason": "涉及多个部门，需社区协调"}
+        case "owned" if matter.kind == "dispute":
+            return owner, {"type": "mediate", "outcome": "succeeded",
+                              "agreement": "双方签订调解协议"}
+        case "owned":
+            return owner, {"type": "resolve", "measures": "现场处置并联系相关单位",
+                              "outcome": "问题已解决"}
+        case "resolved" if rng.random() < 0.12:
+            return "supervisor", {"type": "verify", "verdict": "rejected", "note": "现场复核未达标"}
+        case "resolved":
+            return "supervisor", {"type": "verify", "verdict": "accepted",
+                                  "satisfaction": rng.choice([3, 4, 5, 5, 5])}
+        case "closed" if rng.random() < 0.05:
+            return "supervisor", {"type": "reopen", "reason": "群众反映问题复发"}
+    return None
+
+
+AFTER = {"assign": "assigned", "accept": "owned", "escalate": "owned", "resolve": "resolved",
+         "mediate": "resolved", "reopen": "owned", "reject": "done"}
+
+
+def advanced(step: dict[str, Any]) -> str:
+    if step["type"] == "verify":
+        return "closed" if step["verdict"] == "accepted" else "owned"
+    return AFTER[step["type"]]
+
+
+class People:
+    """The tokens of everyone who acts in the demo places."""
+
+    def __init__(self, settings: Settings) -> None:
+        def token(sub: str, role: Role, scope: str) -> str:
+            return auth.issue(settings, sub=sub, role=role, scope=[scope])
+
+        self.tokens = {
+            (grid, role): token(sub, role, scope) for grid in DEMO_GRIDS
+            for role, sub, scope in (
+                (Role.worker, worker_of(grid), grid),
+                (Role.mediator, owner_of(grid, "dispute")[0], grid),
+                (Role.grid_chief, "gc-" + grid.replace("/", "-"), grid),
+                (Role.supervisor, "sv-" + grid.rsplit("/", 2)[0].replace("/", "-"),
+                 grid.rsplit("/", 2)[0]))
+        }
+
+    def headers(self, grid: str, role: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.tokens[grid, Role(role)]}"}
+
+
+async def advance(client: httpx.AsyncClient, people: People, matters: dict[str, Matter],
+                  rng: random.Random, budget: int) -> None:
+    """Move up to `budget` matters one step each, all at once, as many people would."""
+    chosen = rng.sample(list(matters.values()), min(budget, len(matters)))
+    for matter in chosen:
+        if matter.retrying is None:
+            step = next_step(matter, rng, datetime.now(UTC))
+            if step is None:
+                del matters[matter.incident_id]
+                continue
+            role, command = step
+            matter.retrying = {"role": role, "body": {
+                "command_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "incident_id": matter.incident_id,
+                "occurred_at": datetime.now(UTC).isoformat(), "command": command}}
+    outcomes = await asyncio.gather(*(send(client, people, m, m.retrying) for m in chosen
+                                      if m.retrying is not None))
+    for matter, outcome in outcomes:
+        if outcome == "refused":
+            del matters[matter.incident_id]  # this story ends here
+
+
+async def send(client: httpx.AsyncClient, people: People, matter: Matter,
+               attempt: dict[str, Any]) -> tuple[Matter, str]:
+    """Send a matter's command; an answer not in yet leaves it to retry with the same id."""
+    try:
+        answer = await client.post("/v1/commands", json=attempt["body"],
+                                   headers=people.headers(matter.grid, attempt["role"]))
+    except httpx.HTTPError:
+        return matter, "retry"  # a weak network: the same command id goes again next time
+    if answer.status_code in (202, 404, 503):
+        return matter, "retry"  # not decided yet, or the report is not in the chain yet
+    step, matter.retrying = attempt["body"]["command"], None
+    if answer.status_code != 200:
+        return matter, "refused"
+    matter.stage = advanced(step)
+    return matter, "advanced"
 
 
 async def simulate(settings: Settings, ingest_url: str, *, rate: float, seconds: float | None,
                    seed: int | None = None) -> int:
-    """Post events at about `rate` per second in small batches; returns how many were accepted."""
+    """Post events at about `rate` per second and move matters along; returns events accepted."""
     rng = random.Random(seed)  # noqa: S311 - demo data, not secrets
-    tokens = {
-        grid: auth.issue(settings, sub=worker_of(grid), role=Role.worker, scope=[grid])
-        for grid in DEMO_GRIDS
-    }
+    people = People(settings)
     stream = app_events(rng, datetime.now(UTC))
+    matters: dict[str, Matter] = {}
     accepted, started = 0, time.monotonic()
     async with httpx.AsyncClient(base_url=ingest_url, timeout=10) as client:
         while seconds is None or time.monotonic() - started < seconds:
@@ -90,12 +226,18 @@ async def simulate(settings: Settings, ingest_url: str, *, rate: float, seconds:
                 by_grid.setdefault(event["grid"], []).append(event)
             for grid, events in by_grid.items():
                 try:
-                    answer = await client.post(
-                        "/v1/events/batch", json={"events": events},
-                        headers={"authorization": f"Bearer {tokens[grid]}"})
-                    if answer.status_code == 200:
-                        accepted += answer.json()["accepted"]
+                    answer = await client.post("/v1/events/batch", json={"events": events},
+                                               headers=people.headers(grid, "worker"))
                 except httpx.HTTPError:
-                    pass  # a phone on a weak network: the next tick carries on
+                    continue  # a phone on a weak network: the next tick carries on
+                if answer.status_code != 200:
+                    continue
+                accepted += answer.json()["accepted"]
+                for result in answer.json()["results"]:
+                    event = events[result["index"]]
+                    if result["status"] == 201 and event["event_type"].endswith(".reported"):
+                        matters[event["aggregate_id"]] = Matter(
+                            event["aggregate_id"], grid, event["event_type"].split(".")[0])
+            await advance(client, people, matters, rng, budget=max(2, int(rate)))
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
     return accepted

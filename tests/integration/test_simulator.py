@@ -1,4 +1,4 @@
-"""The demo simulator plays grid workers' apps through the real ingest API."""
+"""The demo simulator plays grid workers' apps and the people after them through the real API."""
 
 from __future__ import annotations
 
@@ -11,24 +11,39 @@ from services.places import DEMO_GRIDS
 from tests.stack import RunningStack, wait_until
 
 
-def test_the_simulator_publishes_patrols_and_reports_in_the_demo_places(stack: RunningStack
-                                                                        ) -> None:
+def test_the_simulator_reports_in_the_demo_places_and_carries_matters_to_closed(
+    stack: RunningStack,
+) -> None:
     started = datetime.now(UTC)
     out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "simulate", "--rate", "40", "--seconds", "2",
+        [sys.executable, "-m", "services.cli", "simulate", "--rate", "20", "--seconds", "15",
          "--ingest-url", stack.info["ingest_url"]],
-        env=stack.env, capture_output=True, text=True, timeout=60, check=True).stdout
+        env=stack.env, capture_output=True, text=True, timeout=90, check=True).stdout
     accepted = int(re.search(r"(\d+) events accepted", out).group(1))  # type: ignore[union-attr]
-    assert accepted >= 40
+    assert accepted >= 200
 
     def archived() -> list[tuple[str, str, int]]:
         return stack.sql("select event_type, place, count(*) from archive"
                          " where recorded_at >= %s and place = any(%s) group by 1, 2",
                          started, list(DEMO_GRIDS))
 
-    def all_archived() -> list[tuple[str, str, int]]:
-        rows = archived()
-        return rows if sum(n for *_, n in rows) >= accepted else []
+    rows = wait_until(lambda: (r := archived()) and sum(n for *_, n in r) >= accepted and r,
+                      what="the simulated events archived")
+    seen = {t for t, _, _ in rows}
+    assert {"patrol.logged", "incident.reported", "dispute.reported", "incident.assigned",
+            "incident.accepted", "incident.resolved", "incident.verified",
+            "incident.closed"} <= seen, seen
 
-    rows = wait_until(all_archived, what="the simulated events archived")
-    assert {t for t, _, _ in rows} == {"patrol.logged", "incident.reported"}
+    def chains() -> dict[str, int]:
+        return dict(stack.sql(
+            "select stage || case when chain_complete then '+complete' else '' end, count(*)"
+            " from five_have where grid = any(%s) and report_at >= %s - interval '4 hours'"
+            " group by 1", list(DEMO_GRIDS), started))
+
+    stages = wait_until(lambda: (c := chains()).get("closed+complete") and c,
+                        what="simulated matters closed with all five links")
+    assert set(stages) <= {"reported", "assigned", "owned", "resolved", "closed+complete",
+                           "rejected", "suspended"}, stages
+    mediated = stack.sql("select count(*) from five_have where grid = any(%s)"
+                         " and kind = 'dispute' and mediations ? 'succeeded'", list(DEMO_GRIDS))
+    assert mediated[0][0] >= 1
