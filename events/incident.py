@@ -145,7 +145,10 @@ class IncidentClosed(Payload, type="incident.closed", decided=True):
 
 
 class IncidentReopened(Payload, type="incident.reopened", decided=True):
+    """Back to its owner after a close, with a fresh deadline: the old one is history."""
+
     reason: Text
+    deadline: AwareDatetime | None = None
 
 
 class IncidentOverdue(Payload, type="incident.overdue", emitted_by=frozenset({Role.system}),
@@ -180,5 +183,5 @@ IncidentResolved.example = {"measures": "联系物业清理楼道杂物", "outco
 IncidentVerified.example = {"verdict": "accepted", "satisfaction": 5}
 IncidentReworkRequested.example = {"reason": "现场仍有杂物"}
 IncidentClosed.example = {}
-IncidentReopened.example = {"reason": "住户反映问题复发"}
+IncidentReopened.example = {"reason": "住户反映问题复发", "deadline": _DEADLINE}
 IncidentOverdue.example = {"deadline": _DEADLINE}

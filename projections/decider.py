@@ -22,7 +22,7 @@ from events.catalog import event_from_json
 from events.commands import IssuedCommand
 from events.log import EventLog, Receipt, consumer, end_offsets, partitions_of
 from events.topics import INCIDENT_COMMANDS, INCIDENTS
-from projections.five_have import FiveHave, chain_of
+from projections.five_have import RUNNING, FiveHave, chain_of
 from projections.incident_decider import SLA_CLOCK, Rejected, decide, due, envelopes, for_command
 from projections.sla import Rules
 from projections.store import Cursor, Store
@@ -131,12 +131,11 @@ class Decider:
         """The SLA clock: emit what open incidents past their deadline are owed."""
         async with self.store.cursor() as cur:
             await cur.execute(
-                "select incident_id from five_have where deadline < %s and stage in"
-                " ('reported', 'assigned', 'owned', 'resolved', 'verified')"
+                "select incident_id from five_have where deadline < %s and stage = any(%s)"
                 " and (not overdue or (deadline < %s and level <> %s"
                 "      and (last_escalated_at is null or last_escalated_at < deadline)))"
                 " order by deadline limit 500",
-                [now, now - self.rules.grace, self.rules.ladder[-1].value])
+                [now, list(RUNNING), now - self.rules.grace, self.rules.ladder[-1].value])
             ids = [i for (i,) in await cur.fetchall()]
         emitted = 0
         for incident_id in ids:

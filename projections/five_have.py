@@ -46,6 +46,7 @@ from projections.store import Cursor
 
 LINKS = ("inspect", "report", "own", "resolve", "supervise")
 OPEN = ("reported", "assigned", "owned", "resolved", "verified", "suspended")
+RUNNING = ("reported", "assigned", "owned")  # stages the SLA clock runs in: not yet resolved
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def evolve(chain: Chain, event: Event[Any]) -> Chain:
             return replace(chain, stage="suspended", suspended=(stage, event.occurred_at))
         case IncidentResumed() if chain.suspended is not None:
             before, since = chain.suspended
-            pause = event.occurred_at - since
+            pause = max(timedelta(0), event.occurred_at - since)  # clocks on phones drift
             return replace(chain, stage=before, suspended=None, paused=chain.paused + pause,
                            deadline=chain.deadline + pause if chain.deadline else None)
         case IncidentResolved() if stage == "owned" and chain.owner == actor:
@@ -176,8 +177,9 @@ def evolve(chain: Chain, event: Event[Any]) -> Chain:
                            rework_count=chain.rework_count + 1)
         case IncidentClosed() if stage == "verified":
             return replace(chain, stage="closed", closed_at=event.occurred_at)
-        case IncidentReopened() if stage == "closed":
+        case IncidentReopened(deadline=deadline) if stage == "closed":
             return replace(chain.unlink("resolve", "supervise"), stage="owned", closed_at=None,
+                           deadline=deadline,
                            reopen_count=chain.reopen_count + 1, satisfaction=None)
         case IncidentOverdue(deadline=deadline) if chain.overdue_for != deadline:
             return replace(chain, overdue_for=deadline, overdue_count=chain.overdue_count + 1)

@@ -47,7 +47,7 @@ from events.incident import (
     IncidentTransferred,
     IncidentVerified,
 )
-from projections.five_have import Chain
+from projections.five_have import RUNNING, Chain
 from projections.sla import Rules
 
 EVENT_IDS = uuid.UUID("6d1f8f0e-5c4b-4f39-9a3e-0d7e2b1c5a11")  # namespace for derived ids
@@ -140,7 +140,8 @@ def decide(command: IssuedCommand, chain: Chain, rules: Rules) -> list[Payload]:
             return [verified, IncidentReworkRequested(reason=note or "verification failed")]
         case Reopen(reason=reason):
             needs("closed")
-            return [IncidentReopened(reason=reason)]
+            return [IncidentReopened(reason=reason, deadline=rules.deadline(
+                Category(chain.category), chain.level, command.recorded_at))]
         case Escalate(reason=reason, to_level=to_level):
             target = to_level or rules.above(chain.level)
             if target is None or rules.ladder.index(target) <= rules.ladder.index(chain.level):
@@ -177,17 +178,19 @@ def due(chain: Chain, now: datetime, rules: Rules) -> list[Owed]:
     (the deadline, or the deadline plus the grace), never `now`, so a late tick or a replay
     emits byte-identical events.
     """
-    if not chain.is_open or chain.stage == "suspended" or chain.deadline is None:
-        return []
+    if chain.stage not in RUNNING or chain.deadline is None:
+        return []  # resolved in time is the owner's part; the verifier's delay is not overdue
     deadline = chain.deadline
     owed: list[Owed] = []
     if now > deadline and chain.overdue_for != deadline:
-        owed.append((f"sla/overdue/{deadline.isoformat()}", deadline,
+        # the key names the chain's position too: a deadline set again later is a new breach
+        owed.append((f"sla/overdue/{deadline.isoformat()}/{chain.last_seq}", deadline,
                      IncidentOverdue(deadline=deadline)))
     already = any(at >= deadline for _, _, at, _ in chain.escalations)
     above = rules.above(chain.level)
     if now > deadline + rules.grace and not already and above is not None:
-        owed.append((f"sla/escalate/{deadline.isoformat()}", deadline + rules.grace,
+        owed.append((f"sla/escalate/{deadline.isoformat()}/{chain.last_seq}",
+                     deadline + rules.grace,
                      IncidentEscalated(
             from_level=chain.level, to_level=above,
             reason=f"超期未办结，自动上报 (deadline {deadline.isoformat()})")))

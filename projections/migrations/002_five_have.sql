@@ -43,7 +43,7 @@ create table five_have (
 );
 create index five_have_grid on five_have (grid text_pattern_ops, incident_id);
 create index five_have_open_deadline on five_have (deadline)
-    where stage in ('assigned', 'owned', 'resolved', 'verified');
+    where stage in ('reported', 'assigned', 'owned');  -- where the SLA clock runs
 
 -- Command outcomes: the first answer to each command id, so a retried command emits nothing.
 create table command_outcomes (
