@@ -22,8 +22,9 @@ from events.catalog import event_from_json
 from events.commands import IssuedCommand
 from events.log import EventLog, Receipt, consumer, end_offsets, partitions_of
 from events.topics import INCIDENT_COMMANDS, INCIDENTS
-from projections.five_have import RUNNING, FiveHave, chain_of
+from projections.five_have import RUNNING
 from projections.incident_decider import SLA_CLOCK, Rejected, decide, due, envelopes, for_command
+from projections.matters import FiveHave, chain_of
 from projections.sla import Rules
 from projections.store import Cursor, Store
 

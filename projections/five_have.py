@@ -8,16 +8,13 @@ of order (phones syncing hours later) give the same chain as events delivered in
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from events.catalog import event_from_json
-from events.codec import canonical
 from events.dispute import DisputeReported, MediationRecorded
 from events.envelope import Event
 from events.incident import (
@@ -40,9 +37,6 @@ from events.incident import (
     Level,
 )
 from events.patrol import PatrolLogged
-from events.topics import INCIDENTS, PATROLS
-from projections.runner import Delivery
-from projections.store import Cursor
 
 LINKS = ("inspect", "report", "own", "resolve", "supervise")
 OPEN = ("reported", "assigned", "owned", "resolved", "verified", "suspended")
@@ -239,41 +233,3 @@ COLUMNS = (
     " paused_seconds, mediations, satisfaction, report_to_own_s, own_to_resolve_s,"
     " resolve_to_supervise_s, chain_complete, closed_at, last_seq, last_escalated_at"
 )
-
-
-class FiveHave:
-    name = "five_have"
-    topics: tuple[str, ...] = (INCIDENTS.name, PATROLS.name)
-
-    async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
-        pairs = [(i, d.event) for d in deliveries for i in incidents_of(d.event)]
-        if not pairs:
-            return
-        await cur.execute(
-            "insert into incident_timeline (incident_id, event_id, body)"
-            " select * from unnest(%s::text[], %s::uuid[], %s::bytea[])"
-            " on conflict do nothing returning incident_id",
-            [[i for i, _ in pairs], [e.event_id for _, e in pairs],
-             [canonical(e) for _, e in pairs]],
-        )
-        touched = sorted({i for (i,) in await cur.fetchall()})  # a redelivered copy adds nothing
-        if not touched:
-            return
-        await cur.execute(
-            "select incident_id, body from incident_timeline where incident_id = any(%s)",
-            [touched],
-        )
-        timelines: dict[str, list[Event[Any]]] = defaultdict(list)
-        for incident_id, body in await cur.fetchall():
-            timelines[incident_id].append(event_from_json(bytes(body)))
-        await cur.execute("delete from five_have where incident_id = any(%s)", [touched])
-        async with cur.copy(f"copy five_have ({COLUMNS}) from stdin") as copy:
-            for incident_id in touched:
-                await copy.write_row(row(fold(incident_id, timelines[incident_id])))
-
-
-async def chain_of(cur: Cursor, incident_id: str) -> Chain:
-    """The chain as the projection would fold it now (the decider's view of an incident)."""
-    await cur.execute("select body from incident_timeline where incident_id = %s", [incident_id])
-    return fold(incident_id, [event_from_json(bytes(b)) for (b,) in await cur.fetchall()])
-

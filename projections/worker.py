@@ -12,7 +12,7 @@ from prometheus_client import Gauge, start_http_server
 
 from events.log import EventLog, Record
 from projections.archive import Archive
-from projections.five_have import FiveHave
+from projections.matters import FiveHave
 from projections.runner import Projection, Runner
 from projections.store import Store
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -261,6 +262,7 @@ class Stack:
                     ("projector-archive", settings.projector_metrics_port),
                     ("projector-five_have", settings.projector_metrics_port + 1),
                     ("decider", settings.projector_metrics_port + 2))},
+            "dashboard_url": self._dashboard(settings),
             "kafka_bootstrap": settings.kafka_bootstrap,
             "database_url": settings.database_url,
             "tokens": self._tokens(settings),
@@ -273,9 +275,16 @@ class Stack:
         tmp.write_text(json.dumps(stack, ensure_ascii=False, indent=2), encoding="utf-8")
         tmp.replace(self.home / "stack.json")
 
+    def _dashboard(self, settings: Settings) -> str:
+        """The supervisors' page, signed in, on the first demo county."""
+        token = self._tokens(settings)[Role.supervisor.value]
+        return (f"{self._url(settings.query_port)}/dashboard?"
+                f"{urlencode({'place': DEMO_COUNTIES[0], 'token': token})}")
+
     def _announce(self, settings: Settings) -> None:
         lines = [
             "gridgov is up.",
+            f"  dashboard    {self._dashboard(settings)}",
             f"  ingest API   {self._url(settings.ingest_port)}/docs",
             f"  query API    {self._url(settings.query_port)}/docs",
             f"  metrics      {self._url(settings.ingest_port)}/metrics ·"

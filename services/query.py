@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -18,12 +19,16 @@ from events.catalog import event_from_json
 from events.envelope import place_path
 from events.incident import Category
 from projections.five_have import LINKS, timeline_order
+from projections.matters import FiveHave
 from projections.store import Store
-from services import errors
+from services import errors, live, rates
 from services.auth import Caller, Principal
 from services.errors import Invalid, NotFound, json_response
+from services.live import Feed
 from services.settings import Settings
+from services.watermark import Watermarks
 
+DASHBOARD = FilePath(__file__).parent / "static" / "dashboard.html"
 ARCHIVED = (
     "select seq, topic, partition, log_offset, position, hash, body from archive"
 )
@@ -43,12 +48,25 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.store = await Store(settings.database_url or "", max_size=8).open()
+        app.state.watermarks = Watermarks(app.state.store, settings.kafka_bootstrap,
+                                          FiveHave.name)
+        app.state.feed = Feed(settings.database_url or "")
+        app.state.feed.start()
         yield
+        await app.state.feed.stop()
+        app.state.watermarks.close()
         await app.state.store.close()
 
     app = FastAPI(title="gridgov query", version="1", lifespan=lifespan)
     errors.install(app)
     app.mount("/metrics", make_asgi_app())
+    app.include_router(rates.router)
+    app.include_router(live.router)
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard() -> Response:
+        """The supervisors' live page (static; it reads the APIs with the user's token)."""
+        return Response(DASHBOARD.read_bytes(), media_type="text/html; charset=utf-8")
 
     @app.get("/health")
     async def health() -> dict[str, str]:

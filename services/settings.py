@@ -29,6 +29,8 @@ class Settings(BaseModel):
     log_level: str = "info"
     sla_file: Path | None = None  # SLA rules and working calendar; default projections/sla.toml
     command_wait_seconds: float = 5.0  # how long POST /v1/commands waits before answering 202
+    read_wait_seconds: float = 5.0  # how long a read with min_offsets waits before a 409
+    min_cases: int = 5  # a rate over fewer cases is shown, not ranked
 
     @field_validator("token_secret")
     @classmethod

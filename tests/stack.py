@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -19,8 +20,8 @@ from typing import Any, TypeVar
 import httpx
 import psycopg
 
-from events.envelope import Role
-from events.log import consumer, end_offsets, partitions_of
+from events.envelope import Event, Role
+from events.log import EventLog, consumer, end_offsets, partitions_of
 from services import auth
 from services.settings import Settings
 
@@ -123,6 +124,16 @@ class RunningStack:
     def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.info["database_url"]) as conn:
             return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+    def publish(self, events: list[Event[Any]]) -> None:
+        """Put events straight onto the log, as the decider does (fixtures of decided events)."""
+        async def send() -> None:
+            log = EventLog(self.info["kafka_bootstrap"], client_id="tests")
+            for at in range(0, len(events), 500):
+                await log.append_many(events[at:at + 500])
+            log.close()
+
+        asyncio.run(send())
 
     def caught_up(self, projection: str, *topics: str) -> bool:
         """Whether `projection` has applied every record the log holds now on `topics`."""

@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from events.envelope import Event
-from events.log import EventLog
 from projections import sla
-from projections.five_have import FiveHave
+from projections.matters import FiveHave
 from projections.replay import replay
 from tests.lifecycles import lifecycle
 from tests.stack import RunningStack, wait_until
@@ -41,12 +40,8 @@ def test_the_chain_after_repeated_kill_9_equals_a_rebuild_from_offset_0(
     failures: list[BaseException] = []
 
     def publish() -> None:
-        async def run() -> None:
-            event_log = EventLog(stack.info["kafka_bootstrap"], client_id="test-lifecycles")
-            for at in range(0, len(stream), 500):
-                await event_log.append_many(stream[at:at + 500])
         try:
-            asyncio.run(run())
+            stack.publish(stream)
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             failures.append(exc)
 

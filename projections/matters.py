@@ -1,0 +1,70 @@
+"""The matters projection: timelines per incident, folded into the chain and the rates.
+
+One consumer group, one transaction per batch: the five-have chain and the resolution-rate
+facts move together, so a figure and the chains behind it always share a watermark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from events.catalog import event_from_json
+from events.codec import canonical
+from events.envelope import Event
+from events.patrol import PatrolLogged
+from events.topics import INCIDENTS, PATROLS
+from projections import live, resolution_rates
+from projections.five_have import COLUMNS, Chain, fold, incidents_of, row
+from projections.runner import Delivery
+from projections.store import Cursor
+
+
+class FiveHave:
+    name = "five_have"
+    topics: tuple[str, ...] = (INCIDENTS.name, PATROLS.name)
+
+    async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
+        """Add the batch to the timelines, refold every touched matter, then its rates."""
+        timelines = await self._touched_timelines(cur, deliveries)
+        if timelines:
+            await cur.execute("delete from five_have where incident_id = any(%s)",
+                              [list(timelines)])
+            async with cur.copy(f"copy five_have ({COLUMNS}) from stdin") as copy:
+                for incident_id, events in timelines.items():
+                    await copy.write_row(row(fold(incident_id, events)))
+        patrols = [d.event for d in deliveries if isinstance(d.event.payload, PatrolLogged)]
+        await resolution_rates.record(cur, timelines, patrols)
+        await live.announce(cur, [d.event for d in deliveries])
+
+    @staticmethod
+    async def _touched_timelines(cur: Cursor, deliveries: Sequence[Delivery]
+                                 ) -> dict[str, list[Event[Any]]]:
+        pairs = [(i, d.event) for d in deliveries for i in incidents_of(d.event)]
+        if not pairs:
+            return {}
+        await cur.execute(
+            "insert into incident_timeline (incident_id, event_id, body)"
+            " select * from unnest(%s::text[], %s::uuid[], %s::bytea[])"
+            " on conflict do nothing returning incident_id",
+            [[i for i, _ in pairs], [e.event_id for _, e in pairs],
+             [canonical(e) for _, e in pairs]],
+        )
+        touched = sorted({i for (i,) in await cur.fetchall()})  # a redelivered copy adds nothing
+        if not touched:
+            return {}
+        await cur.execute(
+            "select incident_id, body from incident_timeline where incident_id = any(%s)",
+            [touched],
+        )
+        timelines: dict[str, list[Event[Any]]] = {i: [] for i in touched}
+        for incident_id, body in await cur.fetchall():
+            timelines[incident_id].append(event_from_json(bytes(body)))
+        return timelines
+
+
+async def chain_of(cur: Cursor, incident_id: str) -> Chain:
+    """The chain as the projection would fold it now (the decider's view of an incident)."""
+    await cur.execute("select body from incident_timeline where incident_id = %s", [incident_id])
+    return fold(incident_id, [event_from_json(bytes(b)) for (b,) in await cur.fetchall()])
+

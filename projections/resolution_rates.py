@@ -1,0 +1,303 @@
+"""Resolution rates: the facts behind every published figure, rolled up per place and day.
+
+Each matter's facts are derived from its whole timeline, folded with the five-have chain's own
+`evolve`, so a step counts only if it took effect, and a late or out-of-order event yields the
+same facts as in-order delivery. An event counts on the day it occurred (device time, on the
+Asia/Shanghai calendar); figures due by a deadline count on the deadline's day. The facts
+are kept per matter with the event behind each (for "explain this number"), and their counts
+are rolled up per place at every level of the hierarchy and per day, so any period is a sum.
+The formulas are stated once, in `RATES`, and explained in docs/METRICS.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from uuid import UUID
+
+from events.dispute import MediationRecorded
+from events.envelope import Event
+from events.incident import (
+    IncidentEscalated,
+    IncidentExtended,
+    IncidentOverdue,
+    IncidentReworkRequested,
+    IncidentSuspended,
+    Level,
+)
+from events.patrol import PatrolLogged
+from projections.five_have import Chain, evolve, timeline_order
+from projections.sla import LOCAL
+from projections.store import Cursor
+
+#: everything a matter or a patrol can count as; rates are ratios of two of these
+MEASURES = frozenset({
+    "reported", "disputes_found", "owned", "resolved", "resolved_on_time", "disputes_resolved",
+    "mediated_ok", "verified", "rated", "satisfied", "closed", "closed_complete",
+    "closed_by_reporter", "reopened", "reopened_soon", "rework", "repeated_rework", "overdue",
+    "escalated", "escalated_beyond_town", "extended", "suspended", "due", "due_closed",
+    "due_closed_on_time", "patrolled"})
+REOPEN_SOON = timedelta(days=7)  # a close reopened within this is flagged (gaming guard)
+#: roles allowed to hold each link, for chain completeness
+LINK_ROLES = {
+    "inspect": {"worker", "grid_chief", "police", "mediator"},
+    "report": {"worker", "grid_chief", "police", "mediator"},
+    "own": {"worker", "grid_chief", "police", "mediator"},
+    "resolve": {"worker", "grid_chief", "police", "mediator"},
+    "supervise": {"grid_chief", "supervisor"},
+}
+
+
+@dataclass(frozen=True, order=True)
+class Fact:
+    """One counted thing: what, on which day, where, for which matter, because of which event."""
+
+    measure: str
+    day: date
+    grid: str
+    incident_id: str
+    event_id: UUID | None = None
+    value: float | None = None  # a duration in seconds, or a satisfaction score
+
+
+def local_day(at: datetime) -> date:
+    return at.astimezone(LOCAL).date()
+
+
+def _complete(chain: Chain) -> bool:
+    """All five links named, by distinct people in roles allowed to hold them."""
+    links = [chain.links.get(name) for name in LINK_ROLES]
+    if any(link is None for link in links) or not chain.complete:
+        return False
+    holders = {(link.actor_id) for link in links if link}
+    roles_ok = all(link.role in LINK_ROLES[name]  # type: ignore[union-attr]
+                   for name, link in zip(LINK_ROLES, links, strict=True))
+    # inspect and report, and own and resolve, may be the same person; supervise may not
+    supervisor = chain.links["supervise"].actor_id
+    return roles_ok and supervisor != chain.links["resolve"].actor_id and len(holders) >= 2
+
+
+def facts(incident_id: str, events: Iterable[Event[Any]]) -> list[Fact]:
+    """Every fact a matter contributes, from its timeline in any order of arrival."""
+    chain, found = Chain(incident_id), []
+    for event in sorted(events, key=lambda e: timeline_order(incident_id, e)):
+        before, chain = chain, evolve(chain, event)
+        if chain == before or chain.grid is None or isinstance(event.payload, PatrolLogged):
+            continue
+
+        def fact(measure: str, value: float | None = None, *, e: Event[Any] = event,
+                 grid: str = chain.grid) -> Fact:
+            return Fact(measure, local_day(e.occurred_at), grid, incident_id, e.event_id, value)
+
+        found += _step_facts(before, chain, event, fact)
+    if chain.grid is not None:
+        found += _matter_facts(chain)
+    return sorted(found)
+
+
+def _step_facts(before: Chain, after: Chain, event: Event[Any], fact: Any) -> list[Fact]:
+    """The facts one effective step adds."""
+    out: list[Fact] = []
+    dispute = after.kind == "dispute" or after.category == "dispute"
+    if "report" in after.links and "report" not in before.links:
+        out.append(fact("reported"))
+        if dispute:
+            out.append(fact("disputes_found"))
+    if after.owner is not None and before.owner != after.owner and "own" in after.links:
+        out.append(fact("owned", after.seconds_between("report", "own")))
+    if after.stage == "resolved" and before.stage != "resolved":
+        out.append(fact("resolved", after.seconds_between("own", "resolve")))
+        if after.deadline is None or event.occurred_at <= after.deadline:
+            out.append(fact("resolved_on_time"))
+        if dispute:
+            out.append(fact("disputes_resolved"))
+    if isinstance(event.payload, MediationRecorded) and event.payload.outcome == "succeeded":
+        out.append(fact("mediated_ok"))
+    if after.stage == "verified" and before.stage != "verified":
+        out.append(fact("verified", after.seconds_between("resolve", "supervise")))
+        if after.satisfaction is not None:
+            out.append(fact("rated", float(after.satisfaction)))
+            if after.satisfaction >= 4:
+                out.append(fact("satisfied"))
+    if after.stage == "closed" and before.stage != "closed":
+        out.append(fact("closed"))
+        if _complete(after):
+            out.append(fact("closed_complete"))
+        if after.links["supervise"].actor_id == after.links["report"].actor_id:
+            out.append(fact("closed_by_reporter"))
+    if after.reopen_count > before.reopen_count:
+        out.append(fact("reopened"))
+        if before.closed_at is not None and event.occurred_at - before.closed_at <= REOPEN_SOON:
+            out.append(fact("reopened_soon"))
+    match event.payload:
+        case IncidentReworkRequested():
+            out.append(fact("rework"))
+            if after.rework_count == 2:
+                out.append(fact("repeated_rework"))
+        case IncidentOverdue():
+            out.append(fact("overdue"))
+        case IncidentEscalated(to_level=to_level):
+            out.append(fact("escalated"))
+            if to_level == Level.county:  # 矛盾不上交: beyond the village and the town
+                out.append(fact("escalated_beyond_town"))
+        case IncidentExtended():
+            out.append(fact("extended"))
+        case IncidentSuspended():
+            out.append(fact("suspended"))
+    return out
+
+
+def _matter_facts(chain: Chain) -> list[Fact]:
+    """Facts of the matter as it stands: what was due by its deadline, and whether it closed.
+
+    A suspended (挂账) or rejected matter is not due: deferred cases leave the denominator. An
+    extended (延期) one is due on its new deadline.
+    """
+    if chain.deadline is None or chain.stage in ("suspended", "rejected") or chain.grid is None:
+        return []
+    day = local_day(chain.deadline)
+    out = [Fact("due", day, chain.grid, chain.incident_id)]
+    if chain.stage == "closed" and chain.closed_at is not None:
+        out.append(Fact("due_closed", day, chain.grid, chain.incident_id))
+        if chain.closed_at <= chain.deadline:
+            out.append(Fact("due_closed_on_time", day, chain.grid, chain.incident_id))
+    return out
+
+
+def patrol_facts(event: Event[PatrolLogged]) -> list[Fact]:
+    """A patrol counts for its grid on the day it ended."""
+    return [Fact("patrolled", local_day(event.payload.ended_at), event.grid or "",
+                 event.aggregate_id, event.event_id)]
+
+
+def places_of(grid: str) -> list[str]:
+    """The grid and every place above it: county, town, community, grid (and building)."""
+    parts = grid.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+Rollup = Counter[tuple[str, date, str]]  # (place, day, measure) -> count
+
+
+def rollup(facts_: Iterable[Fact], sign: int = 1) -> tuple[Rollup, Counter[tuple[str, date,
+                                                                                  str]]]:
+    """Counts and value sums per (place, day, measure), at every level above each grid."""
+    counts: Rollup = Counter()
+    totals: Counter[tuple[str, date, str]] = Counter()
+    for f in facts_:
+        for place in places_of(f.grid):
+            counts[place, f.day, f.measure] += sign
+            if f.value is not None:
+                totals[place, f.day, f.measure] += sign * f.value  # type: ignore[assignment]
+    return counts, totals
+
+
+FACT_COLUMNS = "measure, day, grid, incident_id, event_id, value"
+
+
+async def record(cur: Cursor, timelines: Mapping[str, Sequence[Event[Any]]],
+                 patrols: Sequence[Event[PatrolLogged]]) -> None:
+    """Replace the touched matters' facts, add new patrols', and move the daily rollup by the
+    difference, inside the projection's transaction."""
+    new = [f for incident_id, events in timelines.items() for f in facts(incident_id, events)]
+    old: list[Fact] = []
+    if timelines:
+        await cur.execute(
+            "delete from rate_facts where incident_id = any(%s)"
+            " returning measure, day, grid, incident_id, event_id, value",
+            [list(timelines)])
+        old = [Fact(*row) for row in await cur.fetchall()]
+    if patrols:
+        await cur.execute(
+            "insert into rate_facts (measure, day, grid, incident_id, event_id)"
+            " select * from unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::uuid[])"
+            " on conflict do nothing returning event_id",
+            list(map(list, zip(*[(f.measure, f.day, f.grid, f.incident_id, f.event_id)
+                                 for p in patrols for f in patrol_facts(p)], strict=True))))
+        fresh = {row[0] for row in await cur.fetchall()}
+        new += [f for p in patrols if p.event_id in fresh for f in patrol_facts(p)]
+    if timelines:
+        async with cur.copy(f"copy rate_facts ({FACT_COLUMNS}) from stdin") as copy:
+            for f in new:
+                if f.measure != "patrolled":
+                    await copy.write_row((f.measure, f.day, f.grid, f.incident_id, f.event_id,
+                                          f.value))
+    counts, totals = rollup(new)
+    gone, gone_totals = rollup(old, -1)
+    counts.update(gone)
+    totals.update(gone_totals)
+    changed = sorted(k for k in counts.keys() | totals.keys() if counts[k] or totals[k])
+    if changed:
+        await cur.execute(
+            "insert into rate_daily (place, depth, day, measure, n, total)"
+            " select p, array_length(string_to_array(p, '/'), 1), d, m, n, t"
+            " from unnest(%s::text[], %s::date[], %s::text[], %s::bigint[], %s::float8[])"
+            "   as u(p, d, m, n, t)"
+            " on conflict (place, day, measure) do update"
+            " set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total",
+            [[k[0] for k in changed], [k[1] for k in changed], [k[2] for k in changed],
+             [counts[k] for k in changed], [float(totals[k]) for k in changed]])
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A published rate: numerator and denominator are measures counted in the period."""
+
+    name: str
+    numerator: str
+    denominator: str
+    zh: str
+    en: str
+
+
+RATES = (
+    Rate("closure_rate", "due_closed", "due", "结案率", "closure rate"),
+    Rate("on_time_closure_rate", "due_closed_on_time", "due", "按期结案率",
+         "on-time closure rate"),
+    Rate("resolution_rate", "resolved", "reported", "处置率", "resolution rate"),
+    Rate("resolved_on_time_rate", "resolved_on_time", "resolved", "按期处置率",
+         "resolved on time"),
+    Rate("rework_rate", "rework", "resolved", "返工率", "rework rate"),
+    Rate("extension_rate", "extended", "owned", "延期率", "extension rate"),
+    Rate("reopen_rate", "reopened", "closed", "重开率", "reopen rate"),
+    Rate("mediation_success_rate", "mediated_ok", "disputes_found", "调解成功率",
+         "mediation success rate"),
+    Rate("dispute_resolution_rate", "disputes_resolved", "disputes_found", "矛盾纠纷化解率",
+         "dispute resolution rate"),
+    Rate("satisfaction_rate", "satisfied", "rated", "满意率", "satisfaction rate"),
+    Rate("chain_completeness", "closed_complete", "closed", "五有链条完整率",
+         "chain completeness"),
+    Rate("escalated_beyond_town_share", "escalated_beyond_town", "reported", "矛盾上交率",
+         "escalated beyond the town"),
+)
+RATE_BY_NAME = {rate.name: rate for rate in RATES}
+#: closures that do not count in the adjusted rates (gaming guards)
+SUSPECT = ("closed_by_reporter", "reopened_soon")
+DURATIONS = {"report_to_own": "owned", "own_to_resolve": "resolved",
+             "resolve_to_supervise": "verified"}
+
+
+def percent(numerator: int, denominator: int) -> float | None:
+    """The rate in percent, rounded half up to one decimal (644/655 -> 98.3)."""
+    if denominator == 0:
+        return None
+    exact = Decimal(numerator * 100) / Decimal(denominator)
+    return float(exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def figures(counts: Mapping[str, int], min_cases: int) -> dict[str, dict[str, Any]]:
+    """Every rate from a period's counts; under `min_cases` cases a rate is shown, not ranked."""
+    return {
+        rate.name: {
+            "numerator": counts.get(rate.numerator, 0),
+            "denominator": counts.get(rate.denominator, 0),
+            "percent": percent(counts.get(rate.numerator, 0), counts.get(rate.denominator, 0)),
+            "ranked": counts.get(rate.denominator, 0) >= min_cases,
+            "label": f"{rate.zh} {rate.en}",
+        }
+        for rate in RATES
+    }

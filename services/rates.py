@@ -1,0 +1,291 @@
+"""Resolution-rate reads: figures per place and period, their explanation, CSV, the funnel.
+
+Sums of the daily grain per place (`rate_daily`), so a town's rate is its grids' numerators
+over their denominators; explanations and percentiles read the facts behind them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from events.envelope import place_path
+from projections.periods import Period, between, bucket_label, period
+from projections.resolution_rates import DURATIONS, MEASURES, RATE_BY_NAME, SUSPECT, figures
+from projections.sla import LOCAL
+from projections.store import Cursor
+from services.auth import Caller, Principal
+from services.errors import Invalid, json_response
+from services.watermark import Watermarks, parse_min_offsets
+
+router = APIRouter()
+Place = Annotated[str, Query(max_length=100, description="county[/town[/community[/grid]]]")]
+QUIET_DAYS = 3  # a grid not patrolled for this many days is listed
+EXPLAIN_LIMIT = 5000
+
+
+def in_scope(caller: Principal, place: str) -> str:
+    try:
+        place_path(place)
+    except ValueError as exc:
+        raise Invalid("place", str(exc)) from None
+    caller.require(place)
+    return place
+
+
+def asked_period(text: str | None, first: date | None, last: date | None) -> Period:
+    """The period asked for; without one, this month on the local calendar."""
+    try:
+        if first is not None or last is not None:
+            if first is None or last is None:
+                raise Invalid("from" if first is None else "to", "give both from and to")
+            return between(first, last)
+        if text is None:
+            today = datetime.now(LOCAL).date()
+            return period(f"{today.year}-{today.month:02d}")
+        return period(text)
+    except ValueError as exc:
+        raise Invalid("period", str(exc)) from None
+
+
+def below(place: str) -> tuple[str, str]:
+    """SQL parameters matching a place and everything under it."""
+    return place, place.replace("_", r"\_") + "/%"
+
+
+async def counts_of(cur: Cursor, place: str, span: Period) -> tuple[dict[str, int],
+                                                                      dict[str, float]]:
+    await cur.execute(
+        "select measure, sum(n)::bigint, sum(total) from rate_daily"
+        " where place = %s and day between %s and %s group by measure",
+        [place, span.first, span.last])
+    rows = await cur.fetchall()
+    return {m: int(n) for m, n, _ in rows}, {m: float(t) for m, _, t in rows}
+
+
+async def durations_of(cur: Cursor, place: str, span: Period, counts: dict[str, int],
+                       totals: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    await cur.execute(
+        "select measure, percentile_cont(0.9) within group (order by value) from rate_facts"
+        " where measure = any(%s) and (grid = %s or grid like %s) and day between %s and %s"
+        " and value is not null group by measure",
+        [list(DURATIONS.values()), *below(place), span.first, span.last])
+    p90: dict[str, float] = {m: v for m, v in await cur.fetchall() if v is not None}
+    return {name: {"average_s": round(totals[m] / counts[m], 1) if counts.get(m) else None,
+                   "p90_s": round(p90[m], 1) if m in p90 else None}
+            for name, m in DURATIONS.items()}
+
+
+async def patrol_coverage(cur: Cursor, place: str, span: Period) -> dict[str, Any]:
+    await cur.execute(
+        "select place from rate_daily where depth = 4 and (place = %s or place like %s)"
+        " group by place", [*below(place)])
+    grids = [g for (g,) in await cur.fetchall()]
+    await cur.execute(
+        "select grid, max(day), count(distinct day) filter (where day >= %s) from rate_facts"
+        " where measure = 'patrolled' and (grid = %s or grid like %s) and day <= %s"
+        " group by grid", [span.first, *below(place), span.last])
+    last = {g: (d, n) for g, d, n in await cur.fetchall()}
+    quiet_since = span.last - timedelta(days=QUIET_DAYS)
+    return {
+        "grids": len(grids),
+        "grids_patrolled_per_day": round(sum(n for _, n in last.values()) / span.days, 2),
+        "not_patrolled_for_days": QUIET_DAYS,
+        "quiet_grids": [{"grid": g, "last_patrol": last[g][0].isoformat() if g in last else None}
+                        for g in grids if g not in last or last[g][0] < quiet_since],
+    }
+
+
+async def gaming_guards(cur: Cursor, place: str, span: Period, counts: dict[str, int],
+                        min_cases: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flags beside the raw figures, and the closure rates without suspect closures."""
+    tail_first = max(span.first, span.last - timedelta(days=1))
+    await cur.execute(
+        "select coalesce(sum(n), 0)::bigint from rate_daily where place = %s"
+        " and measure = 'closed' and day between %s and %s", [place, tail_first, span.last])
+    (closed_at_end,) = await cur.fetchone() or (0,)
+    closed = counts.get("closed", 0)
+    expected = closed * ((span.last - tail_first).days + 1) / span.days
+    await cur.execute(
+        "select f.measure, count(*) from rate_facts f where f.measure = any(%s)"
+        " and (f.grid = %s or f.grid like %s) and f.day between %s and %s"
+        " and not exists (select 1 from rate_facts s where s.incident_id = f.incident_id"
+        "                 and s.measure = any(%s)) group by f.measure",
+        [["due_closed", "due_closed_on_time"], *below(place), span.first, span.last,
+         list(SUSPECT)])
+    clean = {m: int(n) for m, n in await cur.fetchall()}
+    adjusted = figures({**counts, **{m: clean.get(m, 0) for m in ("due_closed",
+                                                                  "due_closed_on_time")}},
+                       min_cases)
+    flags = {
+        "closed_by_reporter": counts.get("closed_by_reporter", 0),
+        "reopened_within_7_days": counts.get("reopened_soon", 0),
+        "repeated_rework": counts.get("repeated_rework", 0),
+        "closed_in_last_2_days": int(closed_at_end),
+        "bulk_closing_at_period_end": closed >= min_cases and closed_at_end > 3 * expected,
+    }
+    return flags, {k: adjusted[k] for k in ("closure_rate", "on_time_closure_rate")}
+
+
+def watermarks(request: Request) -> Watermarks:
+    return request.app.state.watermarks  # type: ignore[no-any-return]
+
+
+@router.get("/v1/rates")
+async def rates(
+    request: Request, caller: Caller, place: Place,
+    period_: Annotated[str | None, Query(alias="period", max_length=20)] = None,
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    by: Literal["day", "week", "month", "quarter", "year"] | None = None,
+    children: bool = False,
+    format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+    min_offsets: Annotated[str, Query(max_length=2000)] = "",
+) -> Response:
+    """A place's figures for a period: counts, rates as exact fractions, durations, patrol
+    coverage, gaming guards; `by=` adds a series, `children=true` a drill-down table."""
+    place = in_scope(caller, place)
+    span = asked_period(period_, first, last)
+    marks = watermarks(request)
+    if min_offsets:
+        await marks.wait_for(parse_min_offsets(min_offsets),
+                             request.app.state.settings.read_wait_seconds)
+    min_cases = request.app.state.settings.min_cases
+    async with request.app.state.store.cursor() as cur:
+        counts, totals = await counts_of(cur, place, span)
+        body: dict[str, Any] = {
+            "place": place, "period": _period_json(span), "counts": counts,
+            "rates": figures(counts, min_cases),
+            "durations": await durations_of(cur, place, span, counts, totals),
+            "patrol_coverage": await patrol_coverage(cur, place, span),
+            "min_cases": min_cases,
+        }
+        body["flags"], body["adjusted_rates"] = await gaming_guards(cur, place, span, counts,
+                                                                     min_cases)
+        if by is not None:
+            body["series"] = await _series(cur, place, span, by, min_cases)
+        if children:
+            body["children"] = await _children(cur, place, span, min_cases)
+    body["watermark"] = await marks.disclose()
+    if format_ == "csv":
+        return _csv(body)
+    return json_response(body)
+
+
+async def _series(cur: Cursor, place: str, span: Period, by: str, min_cases: int
+                  ) -> list[dict[str, Any]]:
+    await cur.execute(
+        "select date_trunc(%s, day)::date, measure, sum(n)::bigint from rate_daily"
+        " where place = %s and day between %s and %s group by 1, 2 order by 1",
+        [by, place, span.first, span.last])
+    buckets: dict[date, dict[str, int]] = {}
+    for start, measure, n in await cur.fetchall():
+        buckets.setdefault(start, {})[measure] = int(n)
+    return [{"period": bucket_label(by, start), "counts": c, "rates": figures(c, min_cases)}
+            for start, c in buckets.items()]
+
+
+async def _children(cur: Cursor, place: str, span: Period, min_cases: int
+                    ) -> list[dict[str, Any]]:
+    await cur.execute(
+        "select place, measure, sum(n)::bigint from rate_daily where depth = %s"
+        " and place like %s and day between %s and %s group by 1, 2 order by 1",
+        [len(place.split("/")) + 1, below(place)[1], span.first, span.last])
+    rows: dict[str, dict[str, int]] = {}
+    for child, measure, n in await cur.fetchall():
+        rows.setdefault(child, {})[measure] = int(n)
+    return [{"place": child, "counts": c, "rates": figures(c, min_cases)}
+            for child, c in rows.items()]
+
+
+def _period_json(span: Period) -> dict[str, str]:
+    return {"label": span.label, "from": span.first.isoformat(), "to": span.last.isoformat()}
+
+
+def _csv(body: dict[str, Any]) -> Response:
+    """One row per place (or period) and rate, as supervisors paste into reports."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["place", "period", "rate", "label", "numerator", "denominator", "percent"])
+    rows = [(body["place"], body["period"]["label"], body["rates"])]
+    rows += [(c["place"], body["period"]["label"], c["rates"]) for c in body.get("children", [])]
+    rows += [(body["place"], s["period"], s["rates"]) for s in body.get("series", [])]
+    for where, when, rated in rows:
+        for name, f in rated.items():
+            writer.writerow([where, when, name, f["label"], f["numerator"], f["denominator"],
+                             "" if f["percent"] is None else f"{f['percent']:.1f}"])
+    return Response(("\ufeff" + out.getvalue()).encode("utf-8"),  # BOM: Excel reads UTF-8
+                    media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": 'attachment; filename="rates.csv"'})
+
+
+@router.get("/v1/rates/explain")
+async def explain(
+    request: Request, caller: Caller, place: Place,
+    figure: Annotated[str, Query(max_length=64, description="a rate or a measure")],
+    period_: Annotated[str | None, Query(alias="period", max_length=20)] = None,
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+) -> Response:
+    """How a figure came about: its formula, the counts, and the events behind each count."""
+    place = in_scope(caller, place)
+    span = asked_period(period_, first, last)
+    rate = RATE_BY_NAME.get(figure)
+    measures = [rate.numerator, rate.denominator] if rate else [figure]
+    marks = await watermarks(request).disclose()  # before reading: the facts are at least this
+    parts: dict[str, dict[str, Any]] = {}
+    async with request.app.state.store.cursor() as cur:
+        for measure in measures:
+            await cur.execute(
+                "select incident_id, event_id, day from rate_facts where measure = %s"
+                " and (grid = %s or grid like %s) and day between %s and %s"
+                " order by day, incident_id limit %s",
+                [measure, *below(place), span.first, span.last, EXPLAIN_LIMIT + 1])
+            rows = await cur.fetchall()
+            counts, _ = await counts_of(cur, place, span)
+            parts[measure] = {
+                "measure": measure, "count": counts.get(measure, 0),
+                "facts": [{"incident_id": i, "event_id": str(e) if e else None,
+                           "day": d.isoformat()} for i, e, d in rows[:EXPLAIN_LIMIT]],
+                "truncated": len(rows) > EXPLAIN_LIMIT,
+            }
+    if rate is None and not parts[figure]["count"] and figure not in MEASURES:
+        raise Invalid("figure", f"no rate or measure named {figure}")
+    answer: dict[str, Any] = {"place": place, "period": _period_json(span), "figure": figure,
+                              "watermark": marks}
+    if rate:
+        num, den = parts[rate.numerator], parts[rate.denominator]
+        answer.update({
+            "formula": f"{rate.zh} = {rate.numerator} / {rate.denominator}",
+            "label": f"{rate.zh} {rate.en}",
+            **figures({rate.numerator: num["count"], rate.denominator: den["count"]},
+                      request.app.state.settings.min_cases)[rate.name],
+            "numerator_facts": num, "denominator_facts": den,
+        })
+    else:
+        answer["facts"] = parts[figure]
+    return json_response(answer)
+
+
+@router.get("/v1/funnel")
+async def funnel(request: Request, caller: Caller, place: Place) -> Response:
+    """How many matters sit at each link of the chain now, and how many are overdue."""
+    place = in_scope(caller, place)
+    async with request.app.state.store.cursor() as cur:
+        await cur.execute(
+            "select stage, count(*), count(*) filter (where overdue) from five_have"
+            " where (grid = %s or grid like %s) group by stage", [*below(place)])
+        rows = await cur.fetchall()
+    stages = {stage: int(n) for stage, n, _ in rows}
+    return json_response({
+        "place": place, "stages": stages, "overdue": sum(int(o) for *_, o in rows),
+        "funnel": {"report": stages.get("reported", 0) + stages.get("assigned", 0),
+                   "own": stages.get("owned", 0), "resolve": stages.get("resolved", 0),
+                   "supervise": stages.get("verified", 0), "closed": stages.get("closed", 0)},
+        "watermark": await watermarks(request).disclose(),
+    })

@@ -1,0 +1,170 @@
+"""The published figures come out of events: publish -> log -> projection -> /v1/rates."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from events.envelope import Event, Role
+from projections import sla
+from projections.matters import FiveHave
+from projections.resolution_rates import percent
+from tests.lifecycles import dispute
+from tests.stack import RunningStack, an_incident, wait_until
+
+RULES = sla.load()
+
+
+def rates(stack: RunningStack, token: str, **params: Any) -> dict[str, Any]:
+    with stack.query(token) as api:
+        answer = api.get("/v1/rates", params=params)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def disputes(rng: random.Random, grids: list[str], year: int, mediated: int, failed: int
+             ) -> list[Event[Any]]:
+    """Disputes spread over a year and over the grids, unevenly, mediated as asked."""
+    outcomes = ["succeeded"] * mediated + rng.choices(["failed", "continuing"], k=failed)
+    rng.shuffle(outcomes)
+    start = datetime(year, 1, 1, tzinfo=sla.LOCAL)
+    weights = [i + 1 for i in range(len(grids))]  # grids of different sizes
+    return [event for outcome in outcomes
+            for event in dispute(RULES, rng.choices(grids, weights)[0], rng,
+                                 start + timedelta(minutes=rng.randrange(360 * 24 * 60)),
+                                 outcome)]
+
+
+def settled(stack: RunningStack) -> None:
+    wait_until(lambda: stack.caught_up(FiveHave.name, *FiveHave.topics), timeout=120,
+               what="the matters projection to apply the fixture")
+
+
+def test_zhenba_county_2023_mediation_success_is_644_of_655(stack: RunningStack) -> None:
+    rng = random.Random(610728)
+    grids = [f"610728/{t}/{c:03d}/{g:02d}" for t in (105, 106, 107) for c in (1, 2)
+             for g in (1, 2)]
+    published = disputes(rng, grids, 2023, mediated=644, failed=11)
+    stack.publish(published)
+    settled(stack)
+    supervisor = stack.token(Role.supervisor, "610728")
+
+    county = rates(stack, supervisor, place="610728", period="2023", children="true")
+    mediation = county["rates"]["mediation_success_rate"]
+    assert (mediation["numerator"], mediation["denominator"]) == (644, 655)
+    assert mediation["percent"] == 98.3 and mediation["ranked"] is True
+    assert county["counts"]["disputes_found"] == 655
+
+    # a town's rate is its places' numerators over their denominators, not a mean of rates
+    towns = county["children"]
+    assert {t["place"] for t in towns} == {"610728/105", "610728/106", "610728/107"}
+    for name in ("mediation_success_rate", "dispute_resolution_rate"):
+        assert sum(t["rates"][name]["numerator"] for t in towns) == \
+            county["rates"][name]["numerator"]
+        assert sum(t["rates"][name]["denominator"] for t in towns) == \
+            county["rates"][name]["denominator"]
+    town = rates(stack, supervisor, place="610728/107", period="2023", children="true")
+    grids_of_town = town["children"]
+    num = sum(c["rates"]["mediation_success_rate"]["numerator"] for c in grids_of_town)
+    den = sum(c["rates"]["mediation_success_rate"]["denominator"] for c in grids_of_town)
+    assert town["rates"]["mediation_success_rate"]["percent"] == percent(num, den)
+
+    # explain: the counts, and exactly the events behind them, at a watermark
+    with stack.query(supervisor) as api:
+        explained = api.get("/v1/rates/explain", params={
+            "place": "610728", "period": "2023", "figure": "mediation_success_rate"}).json()
+    mediations = {str(e.event_id) for e in published
+                  if e.event_type == "dispute.mediation_recorded"
+                  and e.payload.outcome == "succeeded"}
+    assert explained["formula"] == "调解成功率 = mediated_ok / disputes_found"
+    assert explained["numerator_facts"]["count"] == 644
+    assert {f["event_id"] for f in explained["numerator_facts"]["facts"]} == mediations
+    assert len(explained["denominator_facts"]["facts"]) == 655
+    assert explained["watermark"]["offsets"]
+    assert explained["watermark"]["lag_records"] >= 0
+
+    # the same table as CSV, for pasting into a report
+    with stack.query(supervisor) as api:
+        exported = api.get("/v1/rates", params={"place": "610728", "period": "2023",
+                                                "children": "true", "format": "csv"})
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    county_row = next(r for r in rows if r["place"] == "610728"
+                      and r["rate"] == "mediation_success_rate")
+    assert (county_row["numerator"], county_row["denominator"], county_row["percent"]) == \
+        ("644", "655", "98.3")
+    assert county_row["label"] == "调解成功率 mediation success rate"
+    assert {r["place"] for r in rows} == {"610728", *(t["place"] for t in towns)}
+
+
+def test_xiameiqiao_138_disputes_all_resolved_is_100_percent(stack: RunningStack) -> None:
+    rng = random.Random(431002)
+    grids = [f"431002/004/{c:03d}/{g:02d}" for c in range(1, 12) for g in (1, 2, 3)]
+    stack.publish(disputes(rng, grids, 2024, mediated=138, failed=0))
+    settled(stack)
+    street = rates(stack, stack.token(Role.supervisor, "431002/004"), place="431002/004",
+                   period="2024", by="quarter")
+    resolved = street["rates"]["dispute_resolution_rate"]
+    assert (resolved["numerator"], resolved["denominator"], resolved["percent"]) == \
+        (138, 138, 100.0)
+    quarters = street["series"]
+    assert [q["period"] for q in quarters] == sorted(q["period"] for q in quarters)
+    assert sum(q["counts"]["disputes_found"] for q in quarters) == 138
+
+
+def test_a_late_event_moves_last_months_figure_not_todays(stack: RunningStack,
+                                                          grid: str) -> None:
+    worker = stack.token(Role.worker, grid)
+    supervisor = stack.token(Role.supervisor, grid)
+    today = datetime.now(sla.LOCAL).date()
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=15)
+    this_period = f"{today.year}-{today.month:02d}"
+    last_period = f"{last_month.year}-{last_month.month:02d}"
+    before = {p: rates(stack, supervisor, place=grid, period=p)["counts"].get("reported", 0)
+              for p in (this_period, last_period)}
+
+    occurred = datetime.combine(last_month, datetime.min.time(), sla.LOCAL) + timedelta(hours=9)
+    late = an_incident(grid, occurred_at=occurred.astimezone(UTC).isoformat())
+    with stack.ingest(worker) as phone:
+        receipt = phone.post("/v1/events", json=late).json()
+    wanted = f"{receipt['topic']}:{receipt['partition']}:{receipt['offset']}"
+    # read your own write: the query waits for the projection to apply that offset
+    after = {p: rates(stack, supervisor, place=grid, period=p, min_offsets=wanted)
+             ["counts"].get("reported", 0) for p in (this_period, last_period)}
+    assert after[last_period] == before[last_period] + 1
+    assert after[this_period] == before[this_period]
+    day = rates(stack, supervisor, place=grid, period=last_month.isoformat())
+    assert day["counts"]["reported"] == 1
+
+
+def test_rates_refuse_what_they_cannot_answer(stack: RunningStack, grid: str) -> None:
+    supervisor = stack.token(Role.supervisor, grid)
+    with stack.query(supervisor) as api:
+        for params, field in (({"place": grid, "period": "2023-13"}, "period"),
+                              ({"place": grid, "period": "2023-W54"}, "period"),
+                              ({"place": grid, "from": "2024-01-01"}, "to"),
+                              ({"place": "not/a/place"}, "place"),
+                              ({"place": grid, "min_offsets": "nonsense"}, "min_offsets")):
+            answer = api.get("/v1/rates", params=params)
+            assert answer.status_code == 422, (params, answer.text)
+            assert answer.json()["errors"][0]["field"] == field
+        elsewhere = api.get("/v1/rates", params={"place": "999999"})
+        assert elsewhere.status_code == 403
+        far_ahead = api.get("/v1/rates", params={
+            "place": grid, "min_offsets": "gridgov.incidents:0:999999999"})
+        assert far_ahead.status_code == 409
+        assert far_ahead.json()["error"] == "not_caught_up"
+
+
+def test_the_funnel_counts_matters_at_each_link(stack: RunningStack, grid: str) -> None:
+    worker = stack.token(Role.worker, grid)
+    with stack.ingest(worker) as phone:
+        for _ in range(3):
+            assert phone.post("/v1/events", json=an_incident(grid)).status_code == 201
+    with stack.query(stack.token(Role.supervisor, grid)) as api:
+        shown = wait_until(lambda: (f := api.get("/v1/funnel", params={"place": grid}).json())
+                           ["funnel"]["report"] == 3 and f, what="three matters awaiting owners")
+    assert shown["funnel"] == {"report": 3, "own": 0, "resolve": 0, "supervise": 0, "closed": 0}
