@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-tools: ## Debian tools the tests use as third-party clients (kcat)
-	@command -v kcat >/dev/null || { \
+tools: ## Debian tools the tests use: kcat (a Kafka client we did not write), chromium + CJK fonts
+	@missing=""; command -v kcat >/dev/null || missing="$$missing kcat"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
-	  else echo "kcat is missing: apt-get install kcat"; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing:$$missing (apt-get install$$missing)"; exit 1; fi; fi
 
 run: $(STAMP) ## the whole platform on the embedded stack, with demo data
 	$(BIN)/gridgov dev up --demo

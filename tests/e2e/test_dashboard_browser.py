@@ -1,0 +1,55 @@
+"""The dashboard in headless Chromium: an incident published over HTTP shows up without reload."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from events.envelope import Role
+from tests.stack import RunningStack, an_incident
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by `make tools`"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+def test_the_funnel_and_ticker_move_live_when_an_incident_is_published(
+    stack: RunningStack, grid: str, browser: Browser, artifacts: Path
+) -> None:
+    supervisor = stack.token(Role.supervisor, grid)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{stack.info['query_url']}/dashboard?"
+              f"{urlencode({'place': grid, 'token': supervisor})}")
+    page.wait_for_selector("#status.live")
+    page.wait_for_selector("#funnel [data-stage=report] em")
+    assert page.inner_text("#funnel [data-stage=report] em") == "0"
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+
+    incident = an_incident(grid, payload={**an_incident(grid)["payload"],
+                                          "title": "河堤护栏松动"})
+    with stack.ingest(stack.token(Role.worker, grid)) as phone:
+        assert phone.post("/v1/events", json=incident).status_code == 201
+
+    page.wait_for_function(
+        "document.querySelector('#funnel [data-stage=report] em').textContent === '1'",
+        timeout=20_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#ticker li')].some(li => li.textContent.includes("
+        "'河堤护栏松动'))", timeout=20_000)
+    assert page.evaluate("window.sameDocument") is True
+    kpi = page.inner_text("#kpis")
+    assert "结案率" in kpi and "closure rate" in kpi
+    page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    page.close()
