@@ -125,7 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
             timeline = [event_from_json(bytes(r["body"])) for r in await cur.fetchall()]
         timeline.sort(key=lambda e: timeline_order(incident_id, e))
         return json_response({**chain_json(found),
-                              "timeline": [e.model_dump(mode="json") for e in timeline]})
+                              "timeline": [e.model_dump(mode="json") for e in timeline],
+                              "watermark": await app.state.watermarks.disclose()})
 
     async def list_chains(caller: Principal, place: str, kind: str | None, stage: str | None,
                           overdue: bool | None, category: str | None, since: datetime | None,
@@ -154,7 +155,8 @@ def create_app(settings: Settings) -> FastAPI:
                 " order by incident_id limit %s", [*params, limit])
             rows = await cur.fetchall()
         return json_response({"place": place, "items": [chain_json(r) for r in rows],
-                              "next": rows[-1]["incident_id"] if len(rows) == limit else None})
+                              "next": rows[-1]["incident_id"] if len(rows) == limit else None,
+                              "watermark": await app.state.watermarks.disclose()})
 
     Stage = Literal["found", "reported", "assigned", "owned", "resolved", "verified", "closed",
                     "rejected", "suspended"]

@@ -25,19 +25,25 @@ from projections.incident_decider import decide, envelopes, for_command
 from projections.sla import Rules
 
 
-def lifecycle(rules: Rules, grid: str, rng: random.Random, start: datetime) -> list[Event[Any]]:
-    """One incident from report to close: some escalated, some reworked, some reopened."""
-    incident_id = f"inc-{uuid.UUID(int=rng.getrandbits(128)).hex[:20]}"
+def report(grid: str, rng: random.Random, start: datetime) -> Event[IncidentReported]:
+    """A worker's report of a broken street lamp: the first event of every lifecycle."""
     worker = Actor(id=f"w-{rng.randrange(100):03d}", role=Role.worker)
-    chief = Actor(id=f"gc-{rng.randrange(10):02d}", role=Role.grid_chief)
-    supervisor = Actor(id=f"sv-{rng.randrange(5):02d}", role=Role.supervisor)
-    reported = Event[IncidentReported](
+    return Event[IncidentReported](
         event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
         event_type="incident.reported", schema_version=1, occurred_at=start,
-        recorded_at=start, actor=worker, grid=grid, aggregate_id=incident_id, aggregate_seq=0,
+        recorded_at=start, actor=worker, grid=grid, aggregate_seq=0,
+        aggregate_id=f"inc-{uuid.UUID(int=rng.getrandbits(128)).hex[:20]}",
         payload=IncidentReported(category=rng.choice(list(Category)), title="路灯损坏",
                                  description="文化广场东侧路灯不亮，夜间行人不便。",
                                  location=Location(description="文化广场东侧")))
+
+
+def lifecycle(rules: Rules, grid: str, rng: random.Random, start: datetime) -> list[Event[Any]]:
+    """One incident from report to close: some escalated, some reworked, some reopened."""
+    reported = report(grid, rng, start)
+    worker = reported.actor
+    chief = Actor(id=f"gc-{rng.randrange(10):02d}", role=Role.grid_chief)
+    supervisor = Actor(id=f"sv-{rng.randrange(5):02d}", role=Role.supervisor)
     steps: list[tuple[Actor, Any]] = [
         (chief, Assign(type="assign", assignee=Person(id=worker.id, role=worker.role))),
         (worker, Accept(type="accept"))]

@@ -8,28 +8,35 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import random
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psutil
+import psycopg
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from events.codec import canonical
-from events.envelope import Role
+from events.envelope import Event, Role
 from events.log import durable_producer_config
+from projections import sla
 from services.admission import admit
 from services.auth import Principal
+from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, an_incident, wait_until
 
 EVENTS = int(os.environ.get("GRIDGOV_BENCH_EVENTS", "20000"))
+INCIDENTS = int(os.environ.get("GRIDGOV_BENCH_INCIDENTS", "100000"))
+CLOSED_SHARE = 0.2  # of the county's incidents, how many carry a full lifecycle
 BATCH = 500
 
 
@@ -124,6 +131,130 @@ def machine() -> str:
            f"{platform.release()}, Python {platform.python_version()}"
 
 
+def county_of_incidents(stack: RunningStack, county: str) -> tuple[int, float]:
+    """INCIDENTS matters in one county, a share with full lifecycles, published straight to
+    the log; returns the events and the matters projection's rate while it catches up."""
+    rng = random.Random(7)
+    rules = sla.load()
+    grids = [f"{county}/{t:03d}/{c:03d}/{g:02d}" for t in range(1, 6) for c in range(1, 5)
+             for g in range(1, 6)]
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    events: list[Event[Any]] = []
+    for n in range(INCIDENTS):
+        at = start + timedelta(minutes=rng.randrange(365 * 24 * 60))
+        grid = rng.choice(grids)
+        events += lifecycle(rules, grid, rng, at) if rng.random() < CLOSED_SHARE \
+            else [report(grid, rng, at)]
+        if n % 20000 == 19999:
+            print(f"  generated {n + 1:,} incidents", flush=True)  # noqa: T201
+    started = time.perf_counter()
+    stack.publish(events)
+    wait_until(lambda: stack.caught_up("five_have", "gridgov.incidents", "gridgov.patrols"),
+               timeout=3600, what="the matters projection to catch up")
+    return len(events), len(events) / (time.perf_counter() - started)
+
+
+def timed_gets(url: str, token: str, path: str, params: dict[str, str], n: int) -> list[float]:
+    latencies = []
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"},
+                      timeout=60) as http:
+        for _ in range(n):
+            t = time.perf_counter()
+            answer = http.get(path, params=params)
+            latencies.append(time.perf_counter() - t)
+            assert answer.status_code == 200, answer.text[:300]
+    return latencies
+
+
+def raw_scan(database_url: str, county: str, n: int) -> list[float]:
+    """Baseline: the same counts by scanning the facts, without the daily rollup."""
+    latencies = []
+    with psycopg.connect(database_url) as conn:
+        for _ in range(n):
+            t = time.perf_counter()
+            conn.execute("select measure, count(*) from rate_facts where grid like %s"
+                         " and day between '2025-01-01' and '2025-12-31' group by measure",
+                         [county + "/%"]).fetchall()
+            latencies.append(time.perf_counter() - t)
+    return latencies
+
+
+def dashboard_lag(stack: RunningStack, samples: int) -> tuple[list[float], list[float]]:
+    """Publish one incident at a time; time to its 201, and to its SSE `applied` event."""
+    grid = a_place()
+    worker, supervisor = stack.token(Role.worker, grid), stack.token(Role.supervisor, grid)
+    acks: list[float] = []
+    lags: list[float] = []
+    seen: dict[str, float] = {}
+    ready = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", stack.info["query_url"] + "/v1/live",
+                          params={"access_token": supervisor},
+                          timeout=httpx.Timeout(60, read=None)) as stream:
+            for line in stream.iter_lines():
+                ready.set()
+                if line.startswith("data:") and '"events"' in line:
+                    for event in orjson.loads(line[5:])["events"]:
+                        seen.setdefault(event["aggregate_id"], time.perf_counter())
+                if len(lags) >= samples:
+                    return
+
+    threading.Thread(target=listen, daemon=True).start()
+    ready.wait(30)
+    with stack.ingest(worker) as phone:
+        for _ in range(samples):
+            incident = an_incident(grid)
+            t = time.perf_counter()
+            assert phone.post("/v1/events", json=incident).status_code == 201
+            acks.append(time.perf_counter() - t)
+            key = incident["aggregate_id"]
+            wait_until(lambda k=key: k in seen, timeout=30, what="the dashboard to hear")
+            lags.append(seen[key] - t)
+    return acks, lags
+
+
+def rates_while_ingesting(stack: RunningStack) -> list[tuple[str, str, str, str]]:
+    county = a_place().split("/")[0]
+    events, projected = county_of_incidents(stack, county)
+    supervisor = stack.token(Role.supervisor, county)
+    steady = threading.Event()
+
+    def ingest_steadily() -> None:  # 200 events/s into another county while we query
+        elsewhere = a_place()
+        token = stack.token(Role.worker, elsewhere)
+        with stack.ingest(token) as phone:
+            while not steady.is_set():
+                t = time.perf_counter()
+                phone.post("/v1/events/batch",
+                           json={"events": [an_incident(elsewhere) for _ in range(50)]})
+                time.sleep(max(0.0, 0.25 - (time.perf_counter() - t)))
+
+    loader = threading.Thread(target=ingest_steadily, daemon=True)
+    loader.start()
+    year = {"place": county, "period": "2025"}
+    plain = timed_gets(stack.info["query_url"], supervisor, "/v1/rates", year, 200)
+    drill = timed_gets(stack.info["query_url"], supervisor, "/v1/rates",
+                       {**year, "children": "true", "by": "month"}, 100)
+    raw = raw_scan(stack.info["database_url"], county, 20)
+    acks, lags = dashboard_lag(stack, 100)
+    steady.set()
+    loader.join()
+
+    def ms(values: list[float]) -> str:
+        return f"{percentile(values, 50) * 1000:.0f} / {percentile(values, 99) * 1000:.0f} ms"
+
+    return [
+        (f"matters projection catching up on {INCIDENTS:,} incidents ({events:,} events), "
+         "events/s", f"{projected:,.0f}", "—", "chain + rate facts + rollup per batch"),
+        ("`GET /v1/rates` county, year, p50 / p99 (ingest at 200 ev/s)", ms(plain),
+         f"raw scan of the facts {ms(raw)}", "the daily rollup vs counting facts"),
+        ("  with `children=true&by=month`, p50 / p99", ms(drill), "—", ""),
+        ("publish → dashboard (201, then SSE `applied`), p50 / p99", ms(lags),
+         f"publish → 201 {ms(acks)}", "projection + NOTIFY + SSE"),
+    ]
+
+
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="gridgov-bench-")) / "home"
     stack = RunningStack(home).start()
@@ -164,6 +295,7 @@ def main() -> None:
         rows.append(("  single request latency p50 / p99",
                      f"{percentile(single_lat, 50) * 1000:.1f} / "
                      f"{percentile(single_lat, 99) * 1000:.1f} ms", "—", ""))
+        rows += rates_while_ingesting(stack)
         rss.running = False
         for name, peak in rss.peak.items():
             rows.append((f"peak RSS, {name}", f"{peak / 2**20:.0f} MB", "—", "goal ≤ 300 MB"))
