@@ -18,6 +18,7 @@ class Role(StrEnum):
     supervisor = "supervisor"  # 综治中心 / 督查
     auditor = "auditor"  # 纪检 / 审计
     admin = "admin"
+    resident = "resident"  # 住户: a household's own account in the points scheme (积分制)
     system = "system"  # the platform itself (SLA timers); never carried by a token
 
 

@@ -14,9 +14,16 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from events.codec import canonical
-from events.commands import IssuedCommand
+from events.commands import IssuedCommand, IssuedPointsCommand
 from events.envelope import Event
-from events.topics import DEAD_LETTERS, EVENT_TOPICS, INCIDENT_COMMANDS, Topic, topic_for
+from events.topics import (
+    COMMAND_TOPICS,
+    DEAD_LETTERS,
+    EVENT_TOPICS,
+    INCIDENT_COMMANDS,
+    Topic,
+    topic_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +100,14 @@ class EventLog:
     async def append(self, event: Event[Any]) -> Receipt:
         return (await self.append_many([event]))[0]
 
-    async def submit(self, command: IssuedCommand) -> None:
-        """Put a command before its decider, keyed by incident so one writer sees it."""
+    async def submit(self, command: IssuedCommand | IssuedPointsCommand,
+                     topic: Topic = INCIDENT_COMMANDS) -> None:
+        """Put a command before its decider, keyed by aggregate so one writer sees it."""
         loop = asyncio.get_running_loop()
 
         def send() -> asyncio.Future[Any]:
             return _bridge(self._producer.send(
-                INCIDENT_COMMANDS.name, key=command.incident_id.encode(),
-                value=canonical(command)), loop)
+                topic.name, key=command.aggregate_id.encode(), value=canonical(command)), loop)
 
         try:
             await (await asyncio.to_thread(send))
@@ -175,7 +182,7 @@ def create_topics(bootstrap: str, partitions: int) -> None:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(t.name, partitions, 1)
-            for t in (*EVENT_TOPICS, DEAD_LETTERS, INCIDENT_COMMANDS)
+            for t in (*EVENT_TOPICS, DEAD_LETTERS, *COMMAND_TOPICS)
             if t.name not in existing
         ]
         if wanted:

@@ -14,9 +14,12 @@ class Topic:
 
 INCIDENTS = Topic("gridgov.incidents", ("incident", "dispute"))
 PATROLS = Topic("gridgov.patrols", ("patrol",))
-EVENT_TOPICS = (INCIDENTS, PATROLS)
+POINTS = Topic("gridgov.points", ("points",))  # keyed by account id (or a ranking's id)
+EVENT_TOPICS = (INCIDENTS, PATROLS, POINTS)
 DEAD_LETTERS = Topic("gridgov.deadletter", ())
 INCIDENT_COMMANDS = Topic("gridgov.commands.incidents", ())  # the incident decider's input
+POINTS_COMMANDS = Topic("gridgov.commands.points", ())  # the points decider's input
+COMMAND_TOPICS = (INCIDENT_COMMANDS, POINTS_COMMANDS)
 
 
 def topic_for(event_type: str) -> Topic:

@@ -13,12 +13,14 @@ from prometheus_client import Gauge, start_http_server
 from events.log import EventLog, Record
 from projections.archive import Archive
 from projections.matters import FiveHave
+from projections.points_ledger import PointsLedger
 from projections.runner import Projection, Runner
 from projections.store import Store
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS: dict[str, type[Projection]] = {"archive": Archive, "five_have": FiveHave}
+PROJECTIONS: dict[str, type[Projection]] = {"archive": Archive, "five_have": FiveHave,
+                                            "points_ledger": PointsLedger}
 
 LAG = Gauge(
     "gridgov_projector_lag", "Records behind the broker's high watermark",

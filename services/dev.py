@@ -51,6 +51,7 @@ DEMO_SCOPES: dict[Role, list[str]] = {
     Role.supervisor: DEMO_COUNTIES,
     Role.auditor: DEMO_COUNTIES,
     Role.admin: ["*"],
+    Role.resident: ["430382/101/003/07"],  # a household of 银田寺社区 (points claims)
 }
 
 
@@ -161,7 +162,7 @@ class Stack:
             raise SystemExit(f"another gridgov stack is running with GRIDGOV_HOME={self.home}"
                              ) from None
         ports = [self.settings.ingest_port, self.settings.query_port,
-                 *(self.settings.projector_metrics_port + i for i in range(3))]
+                 *(self.settings.projector_metrics_port + i for i in range(5))]
         if self.settings.kafka_bootstrap is None:
             ports.append(self.settings.broker_port)
         for port in ports:
@@ -219,6 +220,8 @@ class Stack:
             "projector-archive": [*me, "project", "archive"],
             "projector-five_have": [*me, "project", "five_have"],
             "decider": [*me, "decide"],
+            "projector-points_ledger": [*me, "project", "points_ledger"],
+            "points-decider": [*me, "decide", "points"],
         }
         if self.demo:
             commands["simulator"] = [*me, "simulate", "--rate", str(self.demo_rate),
@@ -261,7 +264,9 @@ class Stack:
                     ("ingest", settings.ingest_port), ("query", settings.query_port),
                     ("projector-archive", settings.projector_metrics_port),
                     ("projector-five_have", settings.projector_metrics_port + 1),
-                    ("decider", settings.projector_metrics_port + 2))},
+                    ("decider", settings.projector_metrics_port + 2),
+                    ("projector-points_ledger", settings.projector_metrics_port + 3),
+                    ("points-decider", settings.projector_metrics_port + 4))},
             "dashboard_url": self._dashboard(settings),
             "kafka_bootstrap": settings.kafka_bootstrap,
             "database_url": settings.database_url,

@@ -23,7 +23,14 @@ from projections.store import Store
 from services import errors
 from services.admission import admit
 from services.auth import Caller
-from services.commands import admit_command, await_outcome, decision_of, incident_grid
+from services.commands import (
+    INCIDENT_OUTCOMES,
+    admit_command,
+    answer,
+    ask,
+    decision_of,
+    incident_grid,
+)
 from services.errors import IdConflict, Malformed, Refused, TooLarge, Unavailable, json_response
 from services.receipts import FirstReceipt, first_receipts, record_receipts
 from services.settings import Settings
@@ -169,15 +176,8 @@ def create_app(settings: Settings) -> FastAPI:
                                 now=clock())
         store: Store = request.app.state.store
         await incident_grid(store, command.incident_id, caller)
-        decided = await decision_of(store, command.command_id)
-        if decided is None:
-            try:
-                await request.app.state.log.submit(command)
-            except LogUnavailable as exc:
-                raise Unavailable("broker", "the log did not acknowledge, retry later") from exc
-            decided = await await_outcome(store, command.command_id,
-                                          settings.command_wait_seconds)
-        return _decision(decided, command.command_id)
+        return await ask(store, request.app.state.log, command, INCIDENT_OUTCOMES,
+                         settings.command_wait_seconds)
 
     @app.get("/v1/commands/{command_id}")
     async def get_command(command_id: UUID, caller: Caller, request: Request) -> Response:
@@ -185,20 +185,11 @@ def create_app(settings: Settings) -> FastAPI:
         decided = await decision_of(request.app.state.store, command_id)
         if decided is not None:
             await incident_grid(request.app.state.store, decided["incident_id"], caller)
-        return _decision(decided, command_id)
+        return answer(decided, command_id)
 
+    from services.points_commands import router as points_commands  # it reads bodies as we do
+    app.include_router(points_commands)
     return app
-
-
-def _decision(decided: dict[str, Any] | None, command_id: UUID) -> Response:
-    if decided is None:
-        return json_response({"command_id": str(command_id), "status": "pending",
-                              "status_url": f"/v1/commands/{command_id}"}, 202)
-    if decided["status"] == "rejected":
-        return json_response({"error": decided["code"], "command_id": str(command_id),
-                              "errors": [{"field": "command", "reason": decided["reason"]}]},
-                             409)
-    return json_response(decided, 200)
 
 
 def _observe(events: list[Event[Any]], outcomes: list[Receipt | Refused], started: float) -> None:

@@ -21,13 +21,15 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     ingest_port: int = 8000
     query_port: int = 8001
-    projector_metrics_port: int = 9101  # the archive's; five_have +1, the decider +2
+    projector_metrics_port: int = 9101  # the archive's; five_have +1, the decider +2,
+    #                                     points_ledger +3, the points decider +4
     broker_port: int = 9092
     max_body_bytes: int = 64 * 1024
     max_batch_items: int = 500
     max_batch_bytes: int = 4 * 1024 * 1024
     log_level: str = "info"
     sla_file: Path | None = None  # SLA rules and working calendar; default projections/sla.toml
+    points_rules_file: Path | None = None  # 积分 rules; default projections/points_rules.toml
     command_wait_seconds: float = 5.0  # how long POST /v1/commands waits before answering 202
     read_wait_seconds: float = 5.0  # how long a read with min_offsets waits before a 409
     min_cases: int = 5  # a rate over fewer cases is shown, not ranked

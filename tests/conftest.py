@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from events.envelope import Role
-from projections import sla
+from projections import points_rules, sla
 from projections.sla import DEFAULT_RULES
 from tests.stack import RunningStack, a_place
 
@@ -16,7 +17,10 @@ from tests.stack import RunningStack, a_place
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """One real embedded stack for the whole session; tests isolate themselves by place."""
     home = tmp_path_factory.mktemp("gridgov")
-    running = RunningStack(home / "home", sla_file=str(fast_sla(home / "sla.toml"))).start()
+    rules = home / "points_rules.toml"  # a copy of the catalog: a points test changes it
+    shutil.copyfile(points_rules.DEFAULT_RULES, rules)
+    running = RunningStack(home / "home", sla_file=str(fast_sla(home / "sla.toml")),
+                           points_rules_file=str(rules)).start()
     try:
         yield running
     finally:

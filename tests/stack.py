@@ -64,7 +64,7 @@ class RunningStack:
         self.home = home
         self.settings_env = {f"GRIDGOV_{k.upper()}": v for k, v in settings.items()}
         self.ports = {name: free_port() for name in ("INGEST_PORT", "QUERY_PORT", "BROKER_PORT")}
-        self.ports["PROJECTOR_METRICS_PORT"] = free_port(consecutive=3)
+        self.ports["PROJECTOR_METRICS_PORT"] = free_port(consecutive=5)
         self.process: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
