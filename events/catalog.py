@@ -1,4 +1,8 @@
-"""(event_type, schema_version) -> payload model; the one place bytes become events."""
+"""(event_type, schema_version) -> payload model; the one place bytes become events.
+
+Events decode at their type's current version (events/upcasting.py), so every reader sees one
+shape; `as_written=True` keeps the version the producer wrote, for ingest and the archive.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
-from events import dispute, incident, patrol
+from events import dispute, incident, patrol, points
 from events.envelope import Event, Payload, Role
+from events.upcasting import upcast
 
 PAYLOADS: tuple[type[Payload], ...] = tuple(
     value
-    for module in (patrol, incident, dispute)  # one module per aggregate family
+    for module in (patrol, incident, dispute, points)  # one module per aggregate family
     for value in vars(module).values()
     if isinstance(value, type) and issubclass(value, Payload) and "event_type" in vars(value)
 )
@@ -63,18 +68,22 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return errors
 
 
-def event_from_json(data: bytes) -> Event[Any]:
+def event_from_json(data: bytes, *, as_written: bool = False) -> Event[Any]:
+    """The event these bytes hold, validated at the version they name, then upcast."""
     try:
-        return _adapter.validate_json(data)
+        event = _adapter.validate_json(data)
     except ValidationError as exc:
         raise InvalidEvent(_field_errors(exc)) from None
+    return event if as_written else upcast(event)
 
 
-def event_from_dict(data: dict[str, Any]) -> Event[Any]:
+def event_from_dict(data: dict[str, Any], *, as_written: bool = False) -> Event[Any]:
+    """The event these fields describe, validated at the version they name, then upcast."""
     try:
-        return _adapter.validate_python(data)
+        event = _adapter.validate_python(data)
     except ValidationError as exc:
         raise InvalidEvent(_field_errors(exc)) from None
+    return event if as_written else upcast(event)
 
 
 def example_event(payload: type[Payload]) -> dict[str, Any]:

@@ -38,8 +38,29 @@ class Level(StrEnum):
 
 
 class Location(BaseModel):
+    """Where, as v1 reports and disputes say it: one line of free text, maybe a GPS fix."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     description: Annotated[str, Field(min_length=1, max_length=500)]
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+Label = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Site(BaseModel):
+    """Where, as v2 reports say it: the address as said, and the parts of it the app knows.
+
+    Villages are addressed by 组 and 院落, towns by 小区 and 楼栋; the free text stays the
+    source of truth, the parts are there to group and search by.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    address: Annotated[str, Field(min_length=1, max_length=500)]
+    group: Label | None = None  # 村民小组 / 小区: e.g. "3 组", "银田寺小区"
+    building: Label | None = None  # 楼栋 / 院落: e.g. "3 号楼二单元", "王家院子"
+    landmark: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # 参照物
     lat: Annotated[float, Field(ge=-90, le=90)] | None = None
     lon: Annotated[float, Field(ge=-180, le=180)] | None = None
 
@@ -53,7 +74,11 @@ class Person(BaseModel):
 
 
 class IncidentReported(Payload, type="incident.reported", emitted_by=REPORTERS):
-    """有人报告: someone reported a matter in the grid, possibly found on a patrol."""
+    """有人报告, v1: a matter reported with its place as one line of text.
+
+    Still admitted from older apps and kept in the log as written; readers see it as
+    `IncidentReportedV2` (events/upcasting.py).
+    """
 
     category: Category
     title: Annotated[str, Field(min_length=1, max_length=200)]
@@ -61,6 +86,31 @@ class IncidentReported(Payload, type="incident.reported", emitted_by=REPORTERS):
     location: Location
     photos: Annotated[list[Annotated[str, Field(max_length=300)]], Field(max_length=20)] = []
     patrol_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class IncidentReportedV2(Payload, type="incident.reported", version=2, emitted_by=REPORTERS):
+    """有人报告: someone reported a matter in the grid, possibly found on a patrol."""
+
+    category: Category
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(min_length=1, max_length=4000)]
+    location: Site
+    photos: Annotated[list[Annotated[str, Field(max_length=300)]], Field(max_length=20)] = []
+    patrol_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+def reported_v2(v1: IncidentReported) -> IncidentReportedV2:
+    """A v1 report as a v2 app would have sent the same facts.
+
+    The free text becomes the address and nothing is parsed out of it: guessing a building
+    from "3 号楼二单元" would put words in the reporter's mouth.
+    """
+    where = v1.location
+    return IncidentReportedV2(
+        category=v1.category, title=v1.title, description=v1.description,
+        location=Site(address=where.description, lat=where.lat, lon=where.lon),
+        photos=v1.photos, patrol_id=v1.patrol_id,
+    )
 
 
 class IncidentRejected(Payload, type="incident.rejected", decided=True):
@@ -163,6 +213,16 @@ IncidentReported.example = {
     "title": "楼道堆放杂物",
     "description": "3 号楼二单元楼道堆放纸箱和电动车，阻塞消防通道。",
     "location": {"description": "银田寺社区 3 号楼二单元", "lat": 27.93, "lon": 112.52},
+    "photos": [],
+    "patrol_id": "patrol-0001",
+}
+IncidentReportedV2.example = {
+    "category": "safety_hazard",
+    "title": "楼道堆放杂物",
+    "description": "3 号楼二单元楼道堆放纸箱和电动车，阻塞消防通道。",
+    "location": {"address": "银田寺社区 3 号楼二单元", "group": "银田寺小区",
+                 "building": "3 号楼二单元", "landmark": "小区北门东侧",
+                 "lat": 27.93, "lon": 112.52},
     "photos": [],
     "patrol_id": "patrol-0001",
 }

@@ -9,8 +9,10 @@ from uuid import UUID
 
 import orjson
 
+from events.catalog import event_from_json
 from events.codec import GENESIS, canonical, chain_hash, submission_digest
 from events.topics import EVENT_TOPICS
+from events.upcasting import UPCAST_TYPES
 from projections.runner import Delivery
 from projections.store import TP, Cursor
 
@@ -41,7 +43,8 @@ def chain(
 ) -> tuple[list[Archived], list[Duplicate], dict[TP, Head]]:
     """Extend each partition's chain with the events not archived before; pure.
 
-    `known` maps archived event ids to their submission digests.
+    Each delivery carries its event as written (`as_written`); `known` maps archived event
+    ids to their submission digests.
     """
     heads = dict(heads)
     known = dict(known)
@@ -85,11 +88,30 @@ def verify(rows: Sequence[tuple[int, bytes, bytes, bytes]], start: Head = Head(0
     return problems
 
 
+def as_written(delivery: Delivery) -> Delivery:
+    """The delivery with its event at the version its producer wrote, not as readers see it.
+
+    The runner hands every projection upcast events; the archive is the ledger of what was
+    sent (and what a restore republishes), so an old version is hashed and kept as it came.
+    """
+    if delivery.event.event_type not in UPCAST_TYPES:
+        return delivery  # no older version exists: the event reads as it was written
+    return Delivery(delivery.record, event_from_json(delivery.record.value, as_written=True))
+
+
 class Archive:
     name = "archive"
     topics = tuple(t.name for t in EVENT_TOPICS)
+    tables = {  # the offset in the current log and the archiving clock are not the history
+        "archive": "topic, partition, position, event_id, event_type, schema_version, place,"
+                   " aggregate_id, aggregate_seq, actor_id, actor_role, occurred_at,"
+                   " recorded_at, body, prev_hash, hash",
+        "archive_heads": "topic, partition, position, hash",
+        "archive_duplicates": "event_id, topic, partition, same_body",
+    }
 
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
+        deliveries = [as_written(d) for d in deliveries]
         tps = sorted({(d.record.topic, d.record.partition) for d in deliveries})
         await cur.execute(
             "select topic, partition, position, hash from archive_heads"

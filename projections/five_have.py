@@ -26,7 +26,7 @@ from events.incident import (
     IncidentOverdue,
     IncidentRejected,
     IncidentReopened,
-    IncidentReported,
+    IncidentReportedV2,
     IncidentResolved,
     IncidentResumed,
     IncidentReturned,
@@ -37,6 +37,7 @@ from events.incident import (
     Level,
 )
 from events.patrol import PatrolLogged
+from events.upcasting import upcast
 
 LINKS = ("inspect", "report", "own", "resolve", "supervise")
 OPEN = ("reported", "assigned", "owned", "resolved", "verified", "suspended")
@@ -107,6 +108,7 @@ class Chain:
 
 def evolve(chain: Chain, event: Event[Any]) -> Chain:
     """The chain after one more event; a step the stage does not allow changes nothing."""
+    event = upcast(event)  # events built in memory (tests, fixtures) skip the catalog's upcast
     chain = replace(chain, last_seq=max(chain.last_seq, event.aggregate_seq)) \
         if event.aggregate_id == chain.incident_id else chain
     stage, actor = chain.stage, (event.actor.id, event.actor.role.value)
@@ -114,7 +116,7 @@ def evolve(chain: Chain, event: Event[Any]) -> Chain:
         case PatrolLogged(ended_at=ended_at):
             found = chain.link("inspect", event, ended_at)  # patrol evidence wins over a claim
             return replace(found, stage="found") if stage == "unknown" else found
-        case IncidentReported() | DisputeReported() if "report" not in chain.links:
+        case IncidentReportedV2() | DisputeReported() if "report" not in chain.links:
             payload = event.payload
             if isinstance(payload, DisputeReported):
                 kind, category, title = "dispute", "dispute", payload.summary[:200]
@@ -186,9 +188,15 @@ def timeline_order(incident_id: str, event: Event[Any]) -> tuple[int, datetime, 
     return seq, event.occurred_at, str(event.event_id)
 
 
+def in_order(incident_id: str, events: Iterable[Event[Any]]) -> list[Event[Any]]:
+    """A timeline as it folds: one copy of each event id, in `timeline_order`."""
+    unique = {event.event_id: event for event in events}
+    return sorted(unique.values(), key=lambda e: timeline_order(incident_id, e))
+
+
 def fold(incident_id: str, events: Iterable[Event[Any]]) -> Chain:
     chain = Chain(incident_id)
-    for event in sorted(events, key=lambda e: timeline_order(incident_id, e)):
+    for event in in_order(incident_id, events):
         chain = evolve(chain, event)
     return chain
 

@@ -15,7 +15,8 @@ from events.envelope import Event
 from projections.store import Cursor
 
 CHANNEL = "gridgov_live"
-NEWEST = 20  # how many of a batch's events the ticker shows; a NOTIFY payload stays < 8 kB
+NEWEST = 20  # how many of a batch's events the ticker shows
+LIMIT = 7500  # bytes: PostgreSQL refuses a NOTIFY payload of 8000 or more
 
 
 def headline(event: Event[Any]) -> dict[str, Any]:
@@ -28,10 +29,21 @@ def headline(event: Event[Any]) -> dict[str, Any]:
                 "incident.") else None}
 
 
+def message(events: Sequence[Event[Any]]) -> bytes:
+    """What a batch announces, kept under the NOTIFY limit: fewer ticker lines first, then
+    the touched places named a level higher (a dashboard still hears that its place moved)."""
+    newest = [headline(e) for e in sorted(events, key=lambda e: e.occurred_at)[-NEWEST:]]
+    places = sorted({e.grid for e in events if e.grid})
+    while True:
+        body = orjson.dumps({"applied": len(events), "grids": places, "events": newest})
+        if len(body) < LIMIT:
+            return body
+        if newest:
+            newest = newest[len(newest) // 2 + 1:]
+        else:
+            places = sorted({p.rsplit("/", 1)[0] for p in places})
+
+
 async def announce(cur: Cursor, events: Sequence[Event[Any]]) -> None:
-    if not events:
-        return
-    newest = sorted(events, key=lambda e: e.occurred_at)[-NEWEST:]
-    message = {"applied": len(events), "grids": sorted({e.grid for e in events if e.grid}),
-               "events": [headline(e) for e in newest]}
-    await cur.execute("select pg_notify(%s, %s)", [CHANNEL, orjson.dumps(message).decode()])
+    if events:
+        await cur.execute("select pg_notify(%s, %s)", [CHANNEL, message(events).decode()])

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from events.log import Record, consumer, end_offsets, partitions_of
-from projections.runner import Projection, Runner
-from projections.store import Store, migrate
+from projections.runner import Delivery, Projection, Runner
+from projections.store import TP, Cursor, Store, migrate
 
 BATCH = 5000
 
@@ -31,15 +34,18 @@ def fresh_schema(database_url: str, schema: str) -> None:
     migrate(database_url, schema=schema)
 
 
-def read_log(bootstrap: str, topics: tuple[str, ...]) -> Generator[list[Record], None, None]:
-    """Every record of `topics` from offset 0 to the end the log has now, in batches."""
+def read_log(bootstrap: str, topics: tuple[str, ...], start: dict[TP, int] | None = None,
+             until: dict[TP, int] | None = None) -> Generator[list[Record], None, None]:
+    """Records of `topics` from `start` (offset 0) up to `until` (the end the log has now)."""
     kafka = consumer(bootstrap, max_poll_records=BATCH)
     try:
         tps = partitions_of(kafka, topics)
-        ends = end_offsets(kafka, tps)
+        ends = end_offsets(kafka, tps) if until is None else \
+            {tp: until.get((tp.topic, tp.partition), 0) for tp in tps}
         kafka.assign(tps)
-        kafka.seek_to_beginning(*tps)
-        left = {tp for tp in tps if ends[tp] > 0}
+        for tp in tps:
+            kafka.seek(tp, (start or {}).get((tp.topic, tp.partition), 0))
+        left = {tp for tp in tps if ends[tp] > kafka.position(tp)}
         while left:
             batch = []
             for tp, records in kafka.poll(timeout_ms=500).items():
@@ -54,17 +60,127 @@ def read_log(bootstrap: str, topics: tuple[str, ...]) -> Generator[list[Record],
         kafka.close()
 
 
-async def replay(projection: Projection, *, bootstrap: str, database_url: str,
-                 schema: str) -> int:
-    """Rebuild `projection` from offset 0 into `schema`; returns the events applied."""
-    await asyncio.to_thread(fresh_schema, database_url, schema)
+def read_archive(database_url: str, topics: tuple[str, ...]
+                 ) -> Generator[list[Record], None, None]:
+    """Every archived record of `topics` as the log held it, when the broker no longer holds
+    the beginning: positions are dense per partition, so they serve as offsets."""
+    with psycopg.connect(database_url) as conn, conn.cursor(name="replay") as rows:
+        rows.itersize = BATCH
+        rows.execute("select topic, partition, position, aggregate_id, body from archive"
+                     " where topic = any(%s) order by topic, partition, position",
+                     [list(topics)])
+        while batch := rows.fetchmany(BATCH):
+            yield [Record(t, p, o, a.encode(), bytes(b)) for t, p, o, a, b in batch]
+
+
+def log_size(bootstrap: str | None, database_url: str, topics: tuple[str, ...]) -> int:
+    """How many records a replay will read (for its progress bar)."""
+    if bootstrap is None:
+        with psycopg.connect(database_url) as conn:
+            found = conn.execute("select count(*) from archive where topic = any(%s)",
+                                 [list(topics)]).fetchone()
+            return int(found[0]) if found else 0
+    kafka = consumer(bootstrap)
+    try:
+        return sum(end_offsets(kafka, partitions_of(kafka, topics)).values())
+    finally:
+        kafka.close()
+
+
+@dataclass
+class AsOf:
+    """A projection seeing only what the platform had recorded by `moment` (server time):
+    what the dashboard could have said then. Later records still advance the offsets."""
+
+    projection: Projection
+    moment: datetime
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self.projection.topics
+
+    @property
+    def tables(self) -> dict[str, str]:
+        return self.projection.tables
+
+    async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
+        known = [d for d in deliveries if d.event.recorded_at <= self.moment]
+        if known:
+            await self.projection.write(cur, known)
+
+
+async def replay(projection: Projection, *, bootstrap: str | None, database_url: str,
+                 schema: str, as_of: datetime | None = None, until: dict[TP, int] | None = None,
+                 fresh: bool = True, progress: Callable[[int], None] = lambda n: None) -> int:
+    """Rebuild `projection` from offset 0 into `schema` (or, not `fresh`, carry on from where
+    that schema's rebuild stopped) up to `until` or the log's end; from the broker, or with no
+    bootstrap from the archive; optionally as of a moment. Returns the events applied."""
+    if fresh:
+        await asyncio.to_thread(fresh_schema, database_url, schema)
     store = await Store(database_url, schema=schema).open()
-    runner, applied = Runner(projection, store), 0
-    batches = read_log(bootstrap, projection.topics)
+    seen = AsOf(projection, as_of) if as_of else projection
+    runner, applied = Runner(seen, store), 0
+    start = await store.offsets(projection.name)
+    batches = read_log(bootstrap, projection.topics, start, until) if bootstrap \
+        else read_archive(database_url, projection.topics)
     try:
         while (batch := await asyncio.to_thread(next, batches, None)) is not None:
             applied += (await runner.apply(batch)).applied
+            progress(len(batch))
     finally:
         batches.close()
         await store.close()
     return applied
+
+
+@dataclass
+class TableDiff:
+    table: str
+    only_live: int
+    only_shadow: int
+    examples: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return self.only_live == self.only_shadow == 0
+
+
+def compare(conn: psycopg.Connection[Any], projection: Projection, shadow: str,
+            live: str = "public", examples: int = 3) -> list[TableDiff]:
+    """Row by row, every table of the projection, live against its rebuild."""
+    found = []
+    for table, columns in projection.tables.items():
+        cols = sql.SQL(columns)  # fixed column lists declared by the projection
+        sides = []
+        for one, other in ((live, shadow), (shadow, live)):
+            query = sql.SQL("select {c} from {a}.{t} except all select {c} from {b}.{t}")\
+                .format(c=cols, a=sql.Identifier(one), b=sql.Identifier(other),
+                        t=sql.Identifier(table))
+            sides.append(conn.execute(query).fetchall())
+        found.append(TableDiff(table, len(sides[0]), len(sides[1]),
+                               [f"live {r}" for r in sides[0][:examples]]
+                               + [f"shadow {r}" for r in sides[1][:examples]]))
+    return found
+
+
+async def diff(projection: Projection, *, bootstrap: str | None, database_url: str,
+               shadow: str) -> list[TableDiff]:
+    """The live read model against its rebuild at the same log position: the live projector
+    is held at its watermark (its offsets locked) while the rebuild catches up to it and the
+    tables are compared. An empty diff is the proof the read model is a function of the log."""
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        rows = conn.execute("select topic, partition, next_offset from projection_offsets"
+                            " where projection = %s for update", [projection.name]).fetchall()
+        watermark = {(t, p): o for t, p, o in rows}
+        if bootstrap is not None:  # an archive rebuild has no broker offsets to stop at
+            rebuilt = conn.execute(sql.SQL("select topic, partition, next_offset from {}."
+                                           "projection_offsets where projection = %s")
+                                   .format(sql.Identifier(shadow)), [projection.name])
+            ahead = any(o > watermark.get((t, p), 0) for t, p, o in rebuilt.fetchall())
+            await replay(projection, bootstrap=bootstrap, database_url=database_url,
+                         schema=shadow, until=watermark, fresh=ahead)
+        return compare(conn, projection, shadow)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -30,7 +30,7 @@ from events.incident import (
     Level,
 )
 from events.patrol import PatrolLogged
-from projections.five_have import Chain, evolve, timeline_order
+from projections.five_have import Chain, evolve, in_order
 from projections.sla import LOCAL
 from projections.store import Cursor
 
@@ -84,9 +84,10 @@ def _complete(chain: Chain) -> bool:
 def facts(incident_id: str, events: Iterable[Event[Any]]) -> list[Fact]:
     """Every fact a matter contributes, from its timeline in any order of arrival."""
     chain, found = Chain(incident_id), []
-    for event in sorted(events, key=lambda e: timeline_order(incident_id, e)):
+    for event in in_order(incident_id, events):
         before, chain = chain, evolve(chain, event)
-        if chain == before or chain.grid is None or isinstance(event.payload, PatrolLogged):
+        took_effect = replace(chain, last_seq=before.last_seq) != before
+        if not took_effect or chain.grid is None or isinstance(event.payload, PatrolLogged):
             continue
 
         def fact(measure: str, value: float | None = None, *, e: Event[Any] = event,
@@ -180,19 +181,25 @@ def places_of(grid: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-Rollup = Counter[tuple[str, date, str]]  # (place, day, measure) -> count
+Key = tuple[str, date, str]  # (place, day, measure)
 
 
-def rollup(facts_: Iterable[Fact], sign: int = 1) -> tuple[Rollup, Counter[tuple[str, date,
-                                                                                  str]]]:
+def exact(value: float) -> Decimal:
+    """A fact's value as the rollup sums it: exact to the microsecond, so sums that go up and
+    down again come back to what a rebuild from offset 0 computes."""
+    return Decimal(f"{value:.6f}")
+
+
+def rollup(facts_: Iterable[Fact], sign: int = 1) -> tuple[Counter[Key], dict[Key, Decimal]]:
     """Counts and value sums per (place, day, measure), at every level above each grid."""
-    counts: Rollup = Counter()
-    totals: Counter[tuple[str, date, str]] = Counter()
+    counts: Counter[Key] = Counter()
+    totals: dict[Key, Decimal] = {}
     for f in facts_:
         for place in places_of(f.grid):
-            counts[place, f.day, f.measure] += sign
+            key = (place, f.day, f.measure)
+            counts[key] += sign
             if f.value is not None:
-                totals[place, f.day, f.measure] += sign * f.value  # type: ignore[assignment]
+                totals[key] = totals.get(key, Decimal(0)) + sign * exact(f.value)
     return counts, totals
 
 
@@ -229,18 +236,24 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Event[Any]]],
     counts, totals = rollup(new)
     gone, gone_totals = rollup(old, -1)
     counts.update(gone)
-    totals.update(gone_totals)
-    changed = sorted(k for k in counts.keys() | totals.keys() if counts[k] or totals[k])
+    for key, value in gone_totals.items():
+        totals[key] = totals.get(key, Decimal(0)) + value
+    changed = sorted(k for k in counts.keys() | totals.keys() if counts[k] or totals.get(k))
     if changed:
         await cur.execute(
             "insert into rate_daily (place, depth, day, measure, n, total)"
             " select p, array_length(string_to_array(p, '/'), 1), d, m, n, t"
-            " from unnest(%s::text[], %s::date[], %s::text[], %s::bigint[], %s::float8[])"
+            " from unnest(%s::text[], %s::date[], %s::text[], %s::bigint[], %s::numeric[])"
             "   as u(p, d, m, n, t)"
             " on conflict (place, day, measure) do update"
             " set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total",
             [[k[0] for k in changed], [k[1] for k in changed], [k[2] for k in changed],
-             [counts[k] for k in changed], [float(totals[k]) for k in changed]])
+             [counts[k] for k in changed], [totals.get(k, Decimal(0)) for k in changed]])
+        # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one
+        await cur.execute(
+            "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
+            " (select * from unnest(%s::text[], %s::date[], %s::text[]))",
+            [[k[0] for k in changed], [k[1] for k in changed], [k[2] for k in changed]])
 
 
 @dataclass(frozen=True)

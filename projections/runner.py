@@ -41,8 +41,15 @@ class Delivery:
 
 
 class Projection(Protocol):
-    name: str
-    topics: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def topics(self) -> tuple[str, ...]: ...
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """Its tables, each with the columns a rebuild must reproduce (no wall-clock ones)."""
 
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         """Apply a batch to the read model inside the runner's transaction."""

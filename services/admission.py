@@ -21,8 +21,9 @@ def admit(body: Any, caller: Principal, *, now: datetime) -> Event[Any]:
         if owned in body:
             raise Invalid(owned, "is set by the server from the token and clock, not the body")
     try:
+        # appended as the app wrote it, at its version: the log is never rewritten, readers upcast
         event = event_from_dict({**body, "actor": {"id": caller.sub, "role": caller.role},
-                                 "recorded_at": now})
+                                 "recorded_at": now}, as_written=True)
     except InvalidEvent as exc:
         raise Invalid(exc.errors[0]["field"], exc.errors[0]["reason"], exc.errors) from None
     payload = type(event.payload)

@@ -18,6 +18,7 @@ import psycopg
 from fastapi import APIRouter, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from events.envelope import covers
 from projections.live import CHANNEL
 from services.auth import Principal, verify
 from services.errors import Unauthenticated
@@ -75,7 +76,9 @@ class Feed:
 def in_view(message: dict[str, Any], caller: Principal) -> dict[str, Any] | None:
     """The part of a notification the caller may see; None if nothing."""
     events = [e for e in message["events"] if e["grid"] and caller.covers(e["grid"])]
-    grids = [g for g in message["grids"] if caller.covers(g)]
+    # a busy batch names its places a level up: a place above the scope overlaps it too
+    grids = [g for g in message["grids"]
+             if caller.covers(g) or any(covers(g, mine) for mine in caller.scope)]
     return {"grids": grids, "events": events} if grids else None
 
 

@@ -21,7 +21,7 @@ from events.incident import Category
 from projections.five_have import LINKS, timeline_order
 from projections.matters import FiveHave
 from projections.store import Store
-from services import errors, live, rates
+from services import audit, errors, live, rates
 from services.auth import Caller, Principal
 from services.errors import Invalid, NotFound, json_response
 from services.live import Feed
@@ -43,6 +43,10 @@ def _archived(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+Stage = Literal["found", "reported", "assigned", "owned", "resolved", "verified", "closed",
+                "rejected", "suspended"]
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.mount("/metrics", make_asgi_app())
     app.include_router(rates.router)
+    app.include_router(audit.router)
     app.include_router(live.router)
 
     @app.get("/dashboard", include_in_schema=False)
@@ -158,9 +163,6 @@ def create_app(settings: Settings) -> FastAPI:
                               "next": rows[-1]["incident_id"] if len(rows) == limit else None,
                               "watermark": await app.state.watermarks.disclose()})
 
-    Stage = Literal["found", "reported", "assigned", "owned", "resolved", "verified", "closed",
-                    "rejected", "suspended"]
-
     @app.get("/v1/incidents")
     async def list_incidents(
         caller: Caller, place: Annotated[str, Query(max_length=100)],
@@ -186,6 +188,8 @@ def create_app(settings: Settings) -> FastAPI:
         return await list_chains(caller, place, "dispute", stage, overdue, None, since, until,
                                  limit, after)
 
+    from services.points_api import router as points  # 积分制 reads, kept in their own room
+    app.include_router(points)
     return app
 
 

@@ -65,7 +65,7 @@ async def counts_of(cur: Cursor, place: str, span: Period) -> tuple[dict[str, in
         " where place = %s and day between %s and %s group by measure",
         [place, span.first, span.last])
     rows = await cur.fetchall()
-    return {m: int(n) for m, n, _ in rows}, {m: float(t) for m, _, t in rows}
+    return {m: int(n) for m, n, _ in rows}, {m: float(t) for m, _, t in rows}  # t: numeric
 
 
 async def durations_of(cur: Cursor, place: str, span: Period, counts: dict[str, int],

@@ -69,19 +69,24 @@ def app_events(rng: random.Random, now: datetime) -> Iterator[dict[str, Any]]:
         }
         if not reported:
             continue
-        place = {"description": f"{''.join(DEMO_GRIDS[grid][2:])} {stops[1]}"}
+        address = f"{''.join(DEMO_GRIDS[grid][2:])} {stops[1]}"
         if category == "dispute":
-            event_type, payload = "dispute.reported", {
+            event_type, version, payload = "dispute.reported", 1, {
                 "kind": rng.choice(["neighbour", "family", "land", "debt"]),
                 "parties": [{"name": n, "phone": p} for n, p in rng.sample(PARTIES, 2)],
-                "summary": description, "location": place, "patrol_id": patrol_id}
+                "summary": description, "location": {"description": address},
+                "patrol_id": patrol_id}
         else:
+            # the new app (structured places) has reached every other grid: the log holds both
+            version = 2 if grids.index(grid) % 2 else 1
+            place = {"address": address, "landmark": stops[1]} if version == 2 else \
+                {"description": address}
             event_type, payload = "incident.reported", {
                 "category": category, "title": title, "description": description,
                 "location": place, "patrol_id": patrol_id}
         yield {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "event_type": event_type, "schema_version": 1,
+            "event_type": event_type, "schema_version": version,
             "occurred_at": (started + timedelta(minutes=30)).isoformat(),
             "grid": grid, "aggregate_id": incident_id, "aggregate_seq": 0, "payload": payload,
         }

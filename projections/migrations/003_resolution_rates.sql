@@ -18,7 +18,7 @@ create table rate_daily (
     day     date   not null,
     measure text   not null,
     n       bigint not null,
-    total   double precision not null,  -- sum of values (durations, scores)
+    total   numeric not null,  -- exact sum of values (durations to the microsecond, scores)
     primary key (place, day, measure)
 );
 create index rate_daily_children on rate_daily (depth, place text_pattern_ops, day);

@@ -188,17 +188,23 @@ def dashboard_lag(stack: RunningStack, samples: int) -> tuple[list[float], list[
     seen: dict[str, float] = {}
     ready = threading.Event()
 
-    def listen() -> None:
-        with httpx.stream("GET", stack.info["query_url"] + "/v1/live",
-                          params={"access_token": supervisor},
-                          timeout=httpx.Timeout(60, read=None)) as stream:
-            for line in stream.iter_lines():
-                ready.set()
-                if line.startswith("data:") and '"events"' in line:
-                    for event in orjson.loads(line[5:])["events"]:
-                        seen.setdefault(event["aggregate_id"], time.perf_counter())
-                if len(lags) >= samples:
-                    return
+    drops = []
+
+    def listen() -> None:  # like a browser's EventSource: reconnect when the stream drops
+        while len(lags) < samples:
+            try:
+                with httpx.stream("GET", stack.info["query_url"] + "/v1/live",
+                                  params={"access_token": supervisor},
+                                  timeout=httpx.Timeout(60, read=None)) as stream:
+                    for line in stream.iter_lines():
+                        ready.set()
+                        if line.startswith("data:") and '"events"' in line:
+                            for event in orjson.loads(line[5:])["events"]:
+                                seen.setdefault(event["aggregate_id"], time.perf_counter())
+                        if len(lags) >= samples:
+                            return
+            except httpx.HTTPError as exc:
+                drops.append(repr(exc))
 
     threading.Thread(target=listen, daemon=True).start()
     ready.wait(30)
@@ -211,6 +217,8 @@ def dashboard_lag(stack: RunningStack, samples: int) -> tuple[list[float], list[
             key = incident["aggregate_id"]
             wait_until(lambda k=key: k in seen, timeout=30, what="the dashboard to hear")
             lags.append(seen[key] - t)
+    if drops:
+        print(f"  the live stream dropped {len(drops)} times: {drops[:2]}")  # noqa: T201
     return acks, lags
 
 

@@ -1,0 +1,35 @@
+"""Upcasters: an event written at an older version, read as its type's current version.
+
+The log and the archive keep every event as its producer wrote it; old events are never
+rewritten. Readers get the current shape (the catalog upcasts what it decodes), so a reducer
+names one class per event type and a log holding v1 and v2 folds as if every app had sent v2.
+Each upcaster is a pure function from one version's payload to the next; `upcast` chains them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from events.envelope import Event, Payload
+from events.incident import IncidentReported, reported_v2
+
+#: an older payload model -> the function reading it as the next version
+UPCASTERS: dict[type[Payload], Callable[[Any], Payload]] = {
+    IncidentReported: reported_v2,
+}
+#: event types with an older version: only their events can read otherwise than written
+UPCAST_TYPES = frozenset(old.event_type for old in UPCASTERS)
+
+
+def upcast(event: Event[Any]) -> Event[Any]:
+    """The event at its type's current version; the same object if it already is."""
+    payload = event.payload
+    while (step := UPCASTERS.get(type(payload))) is not None:
+        payload = step(payload)
+    if payload is event.payload:
+        return event
+    current: Any = Event[type(payload)]  # type: ignore[misc]  # the catalog's own class
+    upcasted: Event[Any] = current(**{**dict(event), "schema_version": payload.schema_version,
+                                      "payload": payload})
+    return upcasted

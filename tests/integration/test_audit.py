@@ -1,0 +1,258 @@
+"""Auditors: a rebuild from offset 0 equals the live read models; as-of figures; tampering."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+
+from events.envelope import Role
+from projections import sla
+from projections.archive import Archive
+from projections.audit import check_digest, digest, verify_archive
+from projections.matters import FiveHave
+from projections.periods import period
+from projections.replay import compare, diff, replay
+from projections.resolution_rates import figures
+from projections.store import Store
+from services.rates import counts_of
+from tests.conftest import GRACE_SECONDS
+from tests.lifecycles import dispute, lifecycle
+from tests.stack import RunningStack, a_patrol, an_incident, command, wait_until
+
+RULES = sla.load()
+
+
+def settled(stack: RunningStack) -> None:
+    for projection in (Archive(), FiveHave()):
+        wait_until(lambda p=projection: stack.caught_up(p.name, *p.topics), timeout=120,
+                   what=f"{projection.name} to reach the end of the log")
+
+
+def mixed_workload(stack: RunningStack, county: str, rng: random.Random) -> None:
+    """Every kind of event, late phones, retried posts and a projector killed midway."""
+    grids = [f"{county}/101/{c:03d}/{g:02d}" for c in (1, 2) for g in (1, 2)]
+    start = datetime.now(UTC) - timedelta(days=40)
+    decided = [e for n in range(150) for e in (
+        lifecycle(RULES, rng.choice(grids), rng, start + timedelta(hours=n)) if n % 3
+        else dispute(RULES, rng.choice(grids), rng, start + timedelta(hours=n),
+                     rng.choice(["succeeded", "failed"])))]
+    pid = stack.reload()["pids"]["projector-five_have"]
+    stack.publish(decided[: len(decided) // 2])
+    os.kill(pid, signal.SIGKILL)  # a crash in the middle of the stream
+    stack.publish(decided[len(decided) // 2:])
+    worker = stack.token(Role.worker, county)
+    with stack.ingest(worker) as phone:
+        for grid in grids:
+            late = an_incident(grid, occurred_at=(start - timedelta(days=3)).isoformat())
+            first = phone.post("/v1/events", json=late)
+            assert first.status_code == 201
+            assert phone.post("/v1/events", json=late).json() == first.json()  # a retry
+            assert phone.post("/v1/events", json=a_patrol(grid)).status_code == 201
+        reported = an_incident(grids[0])
+        assert phone.post("/v1/events", json=reported).status_code == 201
+    wait_until(lambda: stack.sql("select 1 from five_have where incident_id = %s",
+                                 reported["aggregate_id"]), what="the report in the chain")
+    with stack.ingest(worker) as phone:  # commands too: through the decider
+        assert command(phone, reported["aggregate_id"], {
+            "type": "resolve", "measures": "当场处置", "outcome": "已解决"}).status_code == 200
+    wait_until(lambda: stack.reload()["pids"]["projector-five_have"] != pid,
+               what="the chain projector's restart")
+
+
+def sla_done(stack: RunningStack, county: str) -> None:
+    """The SLA clock has emitted all it owes the county's matters (overdue, then escalation)."""
+    wait_until(lambda: not stack.sql(
+        "select 1 from five_have where grid like %s and stage in ('reported', 'assigned',"
+        " 'owned') and deadline < now() - interval '%s seconds' and level <> 'county'"
+        " and (not overdue or last_escalated_at is null or last_escalated_at < deadline)",
+        county + "/%", GRACE_SECONDS + 1), timeout=60, what="the SLA clock to finish")
+
+
+def test_a_full_rebuild_diffs_empty_against_every_live_read_model(stack: RunningStack) -> None:
+    rng = random.Random(6)
+    county = f"{rng.randint(100000, 999999)}"
+    mixed_workload(stack, county, rng)
+    settled(stack)
+    sla_done(stack, county)
+    settled(stack)
+    url = stack.info["database_url"]
+    for projection in (Archive(), FiveHave()):
+        shadow = f"audit_{projection.name}"
+        applied = asyncio.run(replay(projection, bootstrap=stack.info["kafka_bootstrap"],
+                                     database_url=url, schema=shadow))
+        assert applied > 0
+        found = asyncio.run(diff(projection, bootstrap=stack.info["kafka_bootstrap"],
+                                 database_url=url, shadow=shadow))
+        assert [t.table for t in found] == list(projection.tables)
+        assert all(t.empty for t in found), [t for t in found if not t.empty]
+    # the archive alone rebuilds the chain and the rates too, when the broker lost the start
+    asyncio.run(replay(FiveHave(), bootstrap=None, database_url=url,
+                       schema="audit_five_have_archive"))
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("select 1 from projection_offsets where projection = 'five_have'"
+                     " for update")  # hold the live chain still while comparing
+        found = compare(conn, FiveHave(), "audit_five_have_archive")
+    assert all(t.empty for t in found), [t for t in found if not t.empty]
+
+
+def test_a_bug_in_a_projector_shows_up_in_the_diff(stack: RunningStack) -> None:
+    class OffByOne(FiveHave):
+        async def write(self, cur: Any, deliveries: Any) -> None:
+            await super().write(cur, deliveries)
+            await cur.execute("update five_have set reopen_count = reopen_count + 1"
+                              " where stage = 'closed'")
+
+    settled(stack)
+    asyncio.run(replay(OffByOne(), bootstrap=stack.info["kafka_bootstrap"],
+                       database_url=stack.info["database_url"], schema="audit_buggy"))
+    found = {t.table: t for t in asyncio.run(diff(
+        FiveHave(), bootstrap=stack.info["kafka_bootstrap"],
+        database_url=stack.info["database_url"], shadow="audit_buggy"))}
+    assert found["five_have"].only_live > 0 and found["five_have"].only_shadow > 0
+    assert found["rate_facts"].empty
+
+
+def test_an_as_of_figure_equals_what_the_live_api_said_then(stack: RunningStack) -> None:
+    rng = random.Random(2023)
+    place = f"{rng.randint(100000, 999999)}"
+    grids = [f"{place}/105/001/{g:02d}" for g in (1, 2, 3)]
+    year_start = datetime(2023, 1, 1, tzinfo=sla.LOCAL)
+
+    def disputes(n: int, recorded: datetime) -> list[Any]:
+        found = [e for _ in range(n) for e in dispute(
+            RULES, rng.choice(grids), rng,
+            year_start + timedelta(minutes=rng.randrange(360 * 24 * 60)),
+            rng.choice(["succeeded"] * 9 + ["failed"]))]
+        return [e.model_copy(update={"recorded_at": recorded}) for e in found]
+
+    stack.publish(disputes(40, datetime.now(UTC) - timedelta(minutes=1)))
+    settled(stack)
+    supervisor = stack.token(Role.supervisor, place)
+    with stack.query(supervisor) as api:
+        said = api.get("/v1/rates", params={"place": place, "period": "2023"}).json()
+    moment = datetime.now(UTC)
+    # late phones: more 2023 disputes recorded after that moment
+    stack.publish(disputes(15, moment + timedelta(seconds=1)))
+    settled(stack)
+    with stack.query(supervisor) as api:
+        today = api.get("/v1/rates", params={"place": place, "period": "2023"}).json()
+    assert today["counts"]["disputes_found"] == said["counts"]["disputes_found"] + 15
+
+    asyncio.run(replay(FiveHave(), bootstrap=stack.info["kafka_bootstrap"],
+                       database_url=stack.info["database_url"], schema="audit_asof",
+                       as_of=moment))
+
+    async def as_of() -> tuple[dict[str, int], Any]:
+        store = await Store(stack.info["database_url"], schema="audit_asof").open()
+        try:
+            async with store.cursor() as cur:
+                counts, _ = await counts_of(cur, place, period(said["period"]["label"]))
+                return counts, figures(counts, 5)
+        finally:
+            await store.close()
+
+    counts, rates = asyncio.run(as_of())
+    assert counts == said["counts"]
+    assert rates == said["rates"]
+
+
+def test_verify_names_an_edited_a_deleted_and_an_inserted_row(stack: RunningStack) -> None:
+    settled(stack)
+    url = stack.info["database_url"]
+    signed = digest(url, "a-key-kept-elsewhere")
+    assert verify_archive(url) == []
+    assert check_digest(url, signed, "a-key-kept-elsewhere") == []
+    asyncio.run(replay(Archive(), bootstrap=stack.info["kafka_bootstrap"], database_url=url,
+                       schema="audit_tamper"))
+    assert verify_archive(url, schema="audit_tamper") == []
+    topic, partition = stack.sql("select topic, partition from audit_tamper.archive"
+                                 " group by 1, 2 having count(*) > 10 limit 1")[0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        where = "where topic = %s and partition = %s and position = %s"
+        conn.execute("update audit_tamper.archive set body = convert_to(replace("
+                     "convert_from(body, 'utf8'), '\"grid\"', '\"grid\" '), 'utf8') "
+                     + where, [topic, partition, 3])
+        conn.execute("delete from audit_tamper.archive " + where, [topic, partition, 6])
+        conn.execute("insert into audit_tamper.archive (topic, partition, position, log_offset,"
+                     " event_id, event_type, schema_version, place, aggregate_id, aggregate_seq,"
+                     " actor_id, actor_role, occurred_at, recorded_at, body, prev_hash, hash)"
+                     " select topic, partition, 100000000, log_offset, gen_random_uuid(),"
+                     " event_type, schema_version, place, aggregate_id, aggregate_seq, actor_id,"
+                     " actor_role, occurred_at, recorded_at, body, prev_hash, hash"
+                     " from audit_tamper.archive " + where, [topic, partition, 8])
+    problems = [b.problem for b in verify_archive(url, schema="audit_tamper", topic=topic,
+                                                  partition=partition)]
+    assert any(p.startswith("position 3: body does not match") for p in problems), problems
+    assert any(p.startswith("position 6: missing") for p in problems), problems
+    assert any(p.startswith("position 100000000") for p in problems), problems
+    partial = verify_archive(url, schema="audit_tamper", topic=topic, partition=partition,
+                             first=0, last=2)
+    assert partial == []  # the rows before the first edit are intact
+    forged = {**signed, "heads": [{**signed["heads"][0], "hash": "00" * 32},
+                                  *signed["heads"][1:]]}
+    assert check_digest(url, forged, "a-key-kept-elsewhere")[0].problem.startswith(
+        "the digest's signature does not match")
+
+
+def test_the_audit_cli_walks_replays_diffs_and_proves_a_digest(stack: RunningStack,
+                                                               tmp_path: Any) -> None:
+    settled(stack)
+    env = {**stack.env, "GRIDGOV_KAFKA_BOOTSTRAP": stack.info["kafka_bootstrap"],
+           "GRIDGOV_DATABASE_URL": stack.info["database_url"]}
+
+    def gridgov(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", "audit", *args], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    signed = gridgov("digest")
+    assert signed.returncode == 0, signed.stderr
+    (tmp_path / "digest.json").write_text(signed.stdout)
+    proved = gridgov("verify", "--digest", str(tmp_path / "digest.json"))
+    assert (proved.returncode, proved.stdout.strip()) == (0, "intact"), proved.stderr
+    forged = orjson.loads(signed.stdout)
+    forged["heads"][0]["position"] += 1
+    (tmp_path / "forged.json").write_text(orjson.dumps(forged).decode())
+    assert gridgov("verify", "--digest", str(tmp_path / "forged.json")).returncode == 1
+
+    replayed = gridgov("replay", "archive", "--into", "audit_cli")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "events replayed into audit_cli" in replayed.stdout
+    compared = gridgov("diff", "archive", "--shadow", "audit_cli")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "identical" in compared.stdout
+
+    incident_id = stack.sql("select aggregate_id from archive"
+                            " where event_type = 'incident.closed' limit 1")[0][0]
+    lines = gridgov("history", incident_id).stdout.splitlines()
+    history = [orjson.loads(line) for line in lines]
+    assert history[0]["event_type"] == "incident.reported"
+    assert history[-1]["event_type"] == "incident.closed"
+    assert all(len(h["archive"]["hash"]) == 64 and h["log"]["topic"] for h in history)
+
+
+def test_the_audit_api_is_for_auditors_and_shows_history_and_the_chain(
+    stack: RunningStack, grid: str
+) -> None:
+    incident = an_incident(grid)
+    with stack.ingest(stack.token(Role.worker, grid)) as phone:
+        assert phone.post("/v1/events", json=incident).status_code == 201
+    settled(stack)
+    path = f"/v1/audit/history/{incident['aggregate_id']}"
+    with stack.query(stack.token(Role.supervisor, grid)) as api:
+        assert api.get(path).status_code == 403
+    with stack.query(stack.token(Role.auditor, grid)) as api:
+        shown = api.get(path).json()
+        assert [e["event"]["event_id"] for e in shown["events"]] == [incident["event_id"]]
+        assert shown["events"][0]["event"]["payload"]["title"] == "楼道堆放杂物"
+        assert api.get("/v1/audit/verify").json() == {"intact": True, "breaks": []}
+    with stack.query(stack.token(Role.auditor, "999999")) as api:
+        assert api.get(path).status_code == 404  # another county's auditor sees nothing
