@@ -10,13 +10,13 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
-from events import dispute, incident, patrol, points
+from events import audit, dispute, incident, patrol, points
 from events.envelope import Event, Payload, Role
 from events.upcasting import upcast
 
 PAYLOADS: tuple[type[Payload], ...] = tuple(
     value
-    for module in (patrol, incident, dispute, points)  # one module per aggregate family
+    for module in (patrol, incident, dispute, points, audit)  # one module per family
     for value in vars(module).values()
     if isinstance(value, type) and issubclass(value, Payload) and "event_type" in vars(value)
 )

@@ -15,7 +15,8 @@ class Topic:
 INCIDENTS = Topic("gridgov.incidents", ("incident", "dispute"))
 PATROLS = Topic("gridgov.patrols", ("patrol",))
 POINTS = Topic("gridgov.points", ("points",))  # keyed by account id (or a ranking's id)
-EVENT_TOPICS = (INCIDENTS, PATROLS, POINTS)
+AUDIT = Topic("gridgov.audit", ("audit",))  # the platform's own events (promotions)
+EVENT_TOPICS = (INCIDENTS, PATROLS, POINTS, AUDIT)
 DEAD_LETTERS = Topic("gridgov.deadletter", ())
 INCIDENT_COMMANDS = Topic("gridgov.commands.incidents", ())  # the incident decider's input
 POINTS_COMMANDS = Topic("gridgov.commands.points", ())  # the points decider's input

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from events.log import Record, consumer, end_offsets, partitions_of
+from events.audit import PLATFORM, ProjectionPromoted
+from events.envelope import Actor, Event
+from events.log import EventLog, Record, consumer, end_offsets, partitions_of
 from projections.runner import Delivery, Projection, Runner
 from projections.store import TP, Cursor, Store, migrate
 
@@ -184,3 +187,59 @@ async def diff(projection: Projection, *, bootstrap: str | None, database_url: s
             await replay(projection, bootstrap=bootstrap, database_url=database_url,
                          schema=shadow, until=watermark, fresh=ahead)
         return compare(conn, projection, shadow)
+
+
+class PromotionRefused(RuntimeError):
+    """The rebuild differs from the live model and nobody said why it should win."""
+
+
+async def promote(projection: Projection, *, bootstrap: str, database_url: str, shadow: str,
+                  actor: Actor, reason: str | None = None) -> list[TableDiff]:
+    """Blue/green: swap a rebuilt read model in for the live one, atomically.
+
+    The live projector is held at its watermark while the rebuild catches up to it and the
+    two are compared. Identical, the swap proceeds; different, only with a `reason`, which
+    goes into the log first (`audit.projection_promoted`). The live tables move to the
+    shadow schema (kept for a look back); the projector carries on from the same offsets.
+    """
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        rows = conn.execute("select topic, partition, next_offset from projection_offsets"
+                            " where projection = %s for update", [projection.name]).fetchall()
+        watermark = {(t, p): o for t, p, o in rows}
+        await replay(projection, bootstrap=bootstrap, database_url=database_url,
+                     schema=shadow, until=watermark, fresh=False)
+        found = compare(conn, projection, shadow)
+        if not all(t.empty for t in found):
+            if not reason:
+                raise PromotionRefused(", ".join(
+                    f"{t.table}: {t.only_live} rows only live, {t.only_shadow} only rebuilt"
+                    for t in found if not t.empty))
+            await _record_promotion(bootstrap, projection, actor, reason, found, watermark)
+        # through a schema of its own: index names are unique per schema, not per table
+        passing = sql.Identifier(f"{shadow}__swap")
+        conn.execute(sql.SQL("create schema {}").format(passing))
+        for table in projection.tables:
+            conn.execute(sql.SQL("alter table public.{t} set schema {passing};"
+                                 " alter table {shadow}.{t} set schema public;"
+                                 " alter table {passing}.{t} set schema {shadow}").format(
+                t=sql.Identifier(table), passing=passing, shadow=sql.Identifier(shadow)))
+        conn.execute(sql.SQL("drop schema {}").format(passing))
+    return found
+
+
+async def _record_promotion(bootstrap: str, projection: Projection, actor: Actor, reason: str,
+                            found: list[TableDiff], watermark: dict[TP, int]) -> None:
+    now = datetime.now(UTC)
+    event = Event[ProjectionPromoted](
+        event_id=uuid.uuid4(), event_type=ProjectionPromoted.event_type,
+        schema_version=ProjectionPromoted.schema_version, occurred_at=now, recorded_at=now,
+        actor=actor, grid=PLATFORM, aggregate_id=f"projection-{projection.name}",
+        aggregate_seq=int(now.timestamp()), payload=ProjectionPromoted(
+            projection=projection.name, reason=reason,
+            differences={t.table: (t.only_live, t.only_shadow) for t in found if not t.empty},
+            watermark={f"{t}:{p}": o for (t, p), o in sorted(watermark.items())}))
+    log = EventLog(bootstrap, client_id="gridgov-audit")
+    try:
+        await log.append_many([event])
+    finally:
+        log.close()

@@ -161,6 +161,78 @@ def audit_diff(projection: str, shadow: str | None) -> None:
     click.echo("identical: the read model is what the log says")
 
 
+@audit.command("promote")
+@click.argument("projection")
+@click.option("--shadow", default=None, help="the rebuilt schema [replay_NAME]")
+@click.option("--reason", default=None, help="why a rebuild that differs should win")
+@click.option("--by", "by", default="admin-cli", help="who promotes (recorded in the log)")
+def audit_promote(projection: str, shadow: str | None, reason: str | None, by: str) -> None:
+    """Blue/green: swap a rebuild in for the live read model; refused (exit 1) if they differ
+    and no --reason is given, which is then recorded in the log."""
+    from events.envelope import Actor
+    from projections import replay
+
+    settings = load_settings()
+    shadow = shadow or f"replay_{projection}"
+    try:
+        found = asyncio.run(replay.promote(
+            _projection(projection), bootstrap=settings.kafka_bootstrap or "",
+            database_url=settings.database_url or "", shadow=shadow,
+            actor=Actor(id=by, role=Role.admin), reason=reason))
+    except replay.PromotionRefused as refused:
+        click.echo(f"refused: the rebuild differs ({refused}); give --reason to promote anyway")
+        raise SystemExit(1) from None
+    changed = [t for t in found if not t.empty]
+    click.echo(f"promoted {shadow} to live {projection}"
+               + (f" with {len(changed)} changed tables, reason recorded" if changed else
+                  ", identical to the live model") + f"; the old tables are now in {shadow}")
+
+
+@audit.command("as-of")
+@click.option("--at", "moment", required=True,
+              type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M%z"]),
+              help="e.g. 2023-12-31T23:59:00+0800")
+@click.option("--place", required=True)
+@click.option("--period", "period_", required=True)
+def audit_as_of(moment: Any, place: str, period_: str) -> None:
+    """What the dashboard said then: the figures from what had been recorded by that moment."""
+    from projections import replay
+    from projections.matters import FiveHave
+    from projections.periods import period
+    from projections.resolution_rates import figures
+    from projections.store import Store
+    from services.rates import counts_of
+
+    settings = load_settings()
+
+    async def figure() -> dict[str, Any]:
+        await replay.replay(FiveHave(), bootstrap=settings.kafka_bootstrap,
+                            database_url=settings.database_url or "", schema="asof_five_have",
+                            as_of=moment)
+        store = await Store(settings.database_url or "", schema="asof_five_have").open()
+        try:
+            async with store.cursor() as cur:
+                counts, _ = await counts_of(cur, place, period(period_))
+        finally:
+            await store.close()
+        return {"as_of": moment.isoformat(), "place": place, "period": period_,
+                "counts": counts, "rates": figures(counts, settings.min_cases)}
+
+    click.echo(orjson.dumps(asyncio.run(figure()), option=orjson.OPT_INDENT_2).decode())
+
+
+@audit.command("restore")
+def audit_restore() -> None:
+    """Disaster recovery: republish the archive into an empty broker (GRIDGOV_KAFKA_BOOTSTRAP)."""
+    from events.log import create_topics
+    from services.restore import reseed
+
+    settings = load_settings()
+    create_topics(settings.kafka_bootstrap or "", settings.partitions)
+    click.echo(f"{reseed(settings.kafka_bootstrap or '', settings.database_url or '')}"
+               " events republished from the archive")
+
+
 @audit.command("verify")
 @click.option("--from", "first", default=0, help="first position")
 @click.option("--to", "last", default=None, type=int, help="last position")

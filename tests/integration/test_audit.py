@@ -13,14 +13,15 @@ from typing import Any
 
 import orjson
 import psycopg
+import pytest
 
-from events.envelope import Role
+from events.envelope import Actor, Role
 from projections import sla
 from projections.archive import Archive
 from projections.audit import check_digest, digest, verify_archive
 from projections.matters import FiveHave
 from projections.periods import period
-from projections.replay import compare, diff, replay
+from projections.replay import PromotionRefused, compare, diff, promote, replay
 from projections.resolution_rates import figures
 from projections.store import Store
 from services.rates import counts_of
@@ -105,12 +106,6 @@ def test_a_full_rebuild_diffs_empty_against_every_live_read_model(stack: Running
 
 
 def test_a_bug_in_a_projector_shows_up_in_the_diff(stack: RunningStack) -> None:
-    class OffByOne(FiveHave):
-        async def write(self, cur: Any, deliveries: Any) -> None:
-            await super().write(cur, deliveries)
-            await cur.execute("update five_have set reopen_count = reopen_count + 1"
-                              " where stage = 'closed'")
-
     settled(stack)
     asyncio.run(replay(OffByOne(), bootstrap=stack.info["kafka_bootstrap"],
                        database_url=stack.info["database_url"], schema="audit_buggy"))
@@ -135,6 +130,8 @@ def test_an_as_of_figure_equals_what_the_live_api_said_then(stack: RunningStack)
         return [e.model_copy(update={"recorded_at": recorded}) for e in found]
 
     stack.publish(disputes(40, datetime.now(UTC) - timedelta(minutes=1)))
+    settled(stack)
+    sla_done(stack, place)  # failed mediations of 2023 are long overdue: let the clock speak
     settled(stack)
     supervisor = stack.token(Role.supervisor, place)
     with stack.query(supervisor) as api:
@@ -229,6 +226,9 @@ def test_the_audit_cli_walks_replays_diffs_and_proves_a_digest(stack: RunningSta
     compared = gridgov("diff", "archive", "--shadow", "audit_cli")
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "identical" in compared.stdout
+    promoted = gridgov("promote", "archive", "--shadow", "audit_cli")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "identical to the live model" in promoted.stdout
 
     incident_id = stack.sql("select aggregate_id from archive"
                             " where event_type = 'incident.closed' limit 1")[0][0]
@@ -256,3 +256,63 @@ def test_the_audit_api_is_for_auditors_and_shows_history_and_the_chain(
         assert api.get("/v1/audit/verify").json() == {"intact": True, "breaks": []}
     with stack.query(stack.token(Role.auditor, "999999")) as api:
         assert api.get(path).status_code == 404  # another county's auditor sees nothing
+
+
+class OffByOne(FiveHave):
+    """A projector with a bug: every closed matter shows one reopening too many."""
+
+    async def write(self, cur: Any, deliveries: Any) -> None:
+        await super().write(cur, deliveries)
+        await cur.execute("update five_have set reopen_count = reopen_count + 1"
+                          " where stage = 'closed'")
+
+
+def test_blue_green_promotion_swaps_only_an_identical_rebuild_or_one_with_a_reason(
+    stack: RunningStack, grid: str
+) -> None:
+    rng = random.Random(5)
+    stack.publish([e for n in range(5) for e in lifecycle(
+        RULES, grid, rng, datetime.now(UTC) - timedelta(days=10 - n))])
+    settled(stack)
+    url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
+    admin = Actor(id="admin-audit", role=Role.admin)
+    closed_before = stack.sql("select incident_id, reopen_count from five_have"
+                              " where stage = 'closed' order by 1 limit 5")
+    assert closed_before
+
+    asyncio.run(replay(OffByOne(), bootstrap=bootstrap, database_url=url,
+                       schema="promote_buggy"))
+    with pytest.raises(PromotionRefused, match="five_have"):
+        asyncio.run(promote(FiveHave(), bootstrap=bootstrap, database_url=url,
+                            shadow="promote_buggy", actor=admin))
+    assert stack.sql("select incident_id, reopen_count from five_have where stage = 'closed'"
+                     " order by 1 limit 5") == closed_before  # the live model kept serving
+
+    asyncio.run(replay(FiveHave(), bootstrap=bootstrap, database_url=url, schema="promote_ok"))
+    found = asyncio.run(promote(FiveHave(), bootstrap=bootstrap, database_url=url,
+                                shadow="promote_ok", actor=admin))
+    assert all(t.empty for t in found)
+    assert stack.sql("select count(*) from promote_ok.five_have")[0][0] > 0  # the old tables
+    incident = an_incident(grid)  # the live projector carries on into the promoted tables
+    with stack.ingest(stack.token(Role.worker, grid)) as phone:
+        assert phone.post("/v1/events", json=incident).status_code == 201
+    wait_until(lambda: stack.sql("select 1 from five_have where incident_id = %s",
+                                 incident["aggregate_id"]), what="the promoted model to grow")
+
+    asyncio.run(replay(OffByOne(), bootstrap=bootstrap, database_url=url,
+                       schema="promote_buggy"))
+    reason = "口径调整 definition changed on purpose (test)"
+    changed = asyncio.run(promote(FiveHave(), bootstrap=bootstrap, database_url=url,
+                                  shadow="promote_buggy", actor=admin, reason=reason))
+    assert {t.table for t in changed if not t.empty} == {"five_have"}
+    recorded = wait_until(lambda: stack.sql(
+        "select convert_from(body, 'utf8')::jsonb from archive"
+        " where event_type = 'audit.projection_promoted'"), what="the promotion in the log")
+    assert recorded[-1][0]["payload"]["reason"] == reason
+    assert recorded[-1][0]["actor"] == {"id": "admin-audit", "role": "admin"}
+    # and back to the true definition, so the rest of the session reads correct chains
+    asyncio.run(replay(FiveHave(), bootstrap=bootstrap, database_url=url, schema="promote_ok"))
+    asyncio.run(promote(FiveHave(), bootstrap=bootstrap, database_url=url, shadow="promote_ok",
+                        actor=admin, reason="restore the definition after the test"))
+    assert stack.sql("select incident_id, reopen_count from five_have where stage = 'closed'"
+                     " order by 1 limit 5") == closed_before
