@@ -1,0 +1,120 @@
+"""`make bench-rebuild`: rebuilding the read models from offset 0, beside the machine's limits.
+
+A million events (GRIDGOV_BENCH_REBUILD_EVENTS) of incident lifecycles go straight onto the
+log; once the live projectors hold them, the chain-and-rates projection is rebuilt from the
+broker and from the archive, beside a raw kafka-python consume of the same topics and a raw
+COPY of the same bodies into PostgreSQL, measured in the same run. Appends to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from events.codec import canonical
+from events.log import consumer, end_offsets, partitions_of
+from projections import sla
+from projections.matters import FiveHave
+from projections.replay import replay
+from tests.bench.__main__ import machine
+from tests.lifecycles import lifecycle, report
+from tests.stack import RunningStack, a_place, wait_until
+
+EVENTS = int(os.environ.get("GRIDGOV_BENCH_REBUILD_EVENTS", "1000000"))
+
+
+def raw_consume(bootstrap: str, topics: tuple[str, ...]) -> tuple[int, float]:
+    """Baseline: kafka-python alone reading every record of the topics, doing nothing else."""
+    kafka = consumer(bootstrap, max_poll_records=5000)
+    tps = partitions_of(kafka, topics)
+    ends = end_offsets(kafka, tps)
+    kafka.assign(tps)
+    kafka.seek_to_beginning(*tps)
+    read, started = 0, time.perf_counter()
+    left = {tp for tp in tps if ends[tp]}
+    while left:
+        for tp, records in kafka.poll(timeout_ms=500).items():
+            read += len(records)
+            if kafka.position(tp) >= ends[tp]:
+                left.discard(tp)
+                kafka.pause(tp)
+    elapsed = time.perf_counter() - started
+    kafka.close()
+    return read, read / elapsed
+
+
+def raw_copy(database_url: str, bodies: list[bytes]) -> float:
+    """Baseline: COPY of the same canonical bodies into an unindexed table."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("create temporary table bench_copy (body bytea)")
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("copy bench_copy (body) from stdin") as copy:
+            for body in bodies:
+                copy.write_row((body,))
+        return len(bodies) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="gridgov-rebuild-")) / "home"
+    stack = RunningStack(home).start()
+    try:
+        rng, rules = random.Random(11), sla.load()
+        county = a_place().split("/")[0]
+        grids = [f"{county}/{t:03d}/{c:03d}/{g:02d}" for t in range(1, 6) for c in range(1, 5)
+                 for g in range(1, 6)]
+        start = datetime(2025, 1, 1, tzinfo=UTC)
+        events = []
+        while len(events) < EVENTS:
+            at = start + timedelta(minutes=rng.randrange(365 * 24 * 60))
+            grid = rng.choice(grids)
+            events += lifecycle(rules, grid, rng, at) if rng.random() < 0.3 \
+                else [report(grid, rng, at)]
+        events = events[:EVENTS]
+        print(f"  publishing {len(events):,} events", flush=True)  # noqa: T201
+        stack.publish(events)
+        topics = FiveHave.topics
+        wait_until(lambda: stack.caught_up("archive", *topics)
+                   and stack.caught_up(FiveHave.name, *topics), timeout=7200,
+                   what="the live projectors to hold every event")
+        url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
+
+        read, consumed = raw_consume(bootstrap, topics)
+        copied = raw_copy(url, [canonical(e) for e in events])
+        timed = {}
+        for source, server in (("broker", bootstrap), ("archive", None)):
+            started = time.perf_counter()
+            applied = asyncio.run(replay(FiveHave(), bootstrap=server, database_url=url,
+                                         schema=f"bench_{source}"))
+            timed[source] = (applied, applied / (time.perf_counter() - started))
+    finally:
+        stack.stop()
+
+    rows = [
+        (f"rebuild chain + rates from the broker, {timed['broker'][0]:,} events, events/s",
+         f"{timed['broker'][1]:,.0f}", f"raw kafka-python consume {consumed:,.0f}"
+         f" ({read:,} records)", f"{timed['broker'][1] / consumed:.2f} × consume"),
+        (f"rebuild chain + rates from the archive, {timed['archive'][0]:,} events, events/s",
+         f"{timed['archive'][1]:,.0f}", f"raw COPY into PostgreSQL {copied:,.0f}",
+         f"{timed['archive'][1] / copied:.2f} × COPY"),
+    ]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    table = (f"\n## Rebuild · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {commit} · "
+             f"{EVENTS:,} events\n\nMachine: {machine()}\n\n"
+             "| row | measured | baseline in the same run | note |\n|---|---|---|---|\n"
+             + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows))
+    print(table)  # noqa: T201 - the benchmark's output is this table
+    with open("BENCHMARKS.md", "a", encoding="utf-8") as out:
+        out.write(table)
+
+
+if __name__ == "__main__":
+    main()
