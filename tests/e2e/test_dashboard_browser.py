@@ -49,6 +49,8 @@ def test_the_funnel_and_ticker_move_live_when_an_incident_is_published(
         "[...document.querySelectorAll('#ticker li')].some(li => li.textContent.includes("
         "'河堤护栏松动'))", timeout=20_000)
     assert page.evaluate("window.sameDocument") is True
+    page.wait_for_selector("#points ol li")  # the points panel answered for this grid
+    assert "未公示 not yet published" in page.inner_text("#points")
     kpi = page.inner_text("#kpis")
     assert "结案率" in kpi and "closure rate" in kpi
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
