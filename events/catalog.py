@@ -68,12 +68,27 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return errors
 
 
+def _nul_characters(value: Any, path: str = "") -> list[dict[str, str]]:
+    """Fields holding a NUL character, which no PostgreSQL text column can store."""
+    if isinstance(value, str):
+        return [{"field": path or "body", "reason": "contains a NUL character"}] \
+            if "\x00" in value else []
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _nul_characters(v, f"{path}.{k}"
+                                                                      if path else str(k))]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _nul_characters(v, f"{path}.{i}")]
+    return []
+
+
 def event_from_json(data: bytes, *, as_written: bool = False) -> Event[Any]:
     """The event these bytes hold, validated at the version they name, then upcast."""
     try:
         event = _adapter.validate_json(data)
     except ValidationError as exc:
         raise InvalidEvent(_field_errors(exc)) from None
+    if b"\\u0000" in data and (nul := _nul_characters(event.model_dump())):
+        raise InvalidEvent(nul)
     return event if as_written else upcast(event)
 
 
@@ -83,6 +98,8 @@ def event_from_dict(data: dict[str, Any], *, as_written: bool = False) -> Event[
         event = _adapter.validate_python(data)
     except ValidationError as exc:
         raise InvalidEvent(_field_errors(exc)) from None
+    if nul := _nul_characters(event.model_dump()):
+        raise InvalidEvent(nul)
     return event if as_written else upcast(event)
 
 

@@ -189,6 +189,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     from services.points_commands import router as points_commands  # it reads bodies as we do
     app.include_router(points_commands)
+    from services.open311 import router as open311  # GeoReport v2: one root, posts and reads
+    app.include_router(open311)
     return app
 
 

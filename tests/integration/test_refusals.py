@@ -88,6 +88,16 @@ def test_a_payload_field_of_the_wrong_type_is_named_with_its_path(
     assert refusal(answer) == (422, "payload.location.lat")
 
 
+def test_a_nul_character_is_refused_before_it_can_stall_a_projector(
+    stack: RunningStack, grid: str, worker: str
+) -> None:
+    event = an_incident(grid)
+    event["payload"]["title"] = "楼道\u0000堆放杂物"
+    answer = stack.ingest(worker).post("/v1/events", json=event)
+    assert refusal(answer) == (422, "payload.title")
+    assert "NUL" in answer.json()["errors"][0]["reason"]
+
+
 def test_an_event_from_the_future_is_refused(stack: RunningStack, grid: str, worker: str) -> None:
     answer = stack.ingest(worker).post(
         "/v1/events", json=an_incident(grid, occurred_at="2999-01-01T00:00:00+08:00"))
