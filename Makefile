@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit integration lint typecheck bench bench-rebuild schema clean tools
+.PHONY: help run test unit integration lint typecheck bench bench-rebuild fuzz schema clean tools
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ typecheck: $(STAMP) ## mypy, strict on events/ and projections/
 
 bench: $(STAMP) ## the benchmark table (not part of make test); appends to BENCHMARKS.md
 	$(BIN)/python -m tests.bench
+
+fuzz: $(STAMP) ## schemathesis with many more examples per operation than make test's
+	GRIDGOV_FUZZ_EXAMPLES=300 $(BIN)/pytest -p no:cacheprovider tests/e2e/test_fuzz.py
 
 bench-rebuild: $(STAMP) ## rebuild rate for a million events, beside raw consume and COPY
 	$(BIN)/python -m tests.bench.rebuild

@@ -25,6 +25,11 @@ class Role(StrEnum):
 _SEGMENT = re.compile(r"^[0-9A-Za-z_-]{1,16}$")
 
 
+#: the same rules as regular expressions, for the APIs' OpenAPI documents
+PLACE_PATTERN = r"^\d{6}(/[0-9A-Za-z_-]{1,16}){0,4}$"
+GRID_PATTERN = r"^\d{6}(/[0-9A-Za-z_-]{1,16}){3,4}$"
+
+
 def place_path(value: str) -> str:
     """county/town/community/grid[/building]: a 6-digit county code, then short codes."""
     segments = value.split("/")

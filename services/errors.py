@@ -94,3 +94,64 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http)
+    document(app)
+
+
+REFUSAL = {
+    "type": "object", "required": ["error", "errors"],
+    "properties": {
+        "error": {"type": "string", "description": "a stable code"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "reason"],
+            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}},
+    },
+}
+REFUSALS = {
+    "400": "Malformed: not JSON, not UTF-8, not an object",
+    "401": "No valid token (WWW-Authenticate: Bearer)",
+    "403": "The role may not, or the place is outside the token's scope",
+    "404": "No such thing in your scope",
+    "405": "Method not allowed",
+    "409": "Refused by a decision's invariant, or not caught up yet (min_offsets)",
+    "413": "Body too large",
+    "422": "Invalid: every field at fault, with the reason",
+    "429": "Too many requests (Retry-After)",
+    "503": "The log or the database is unavailable (Retry-After)",
+}
+
+
+OPEN311_ERRORS = {"type": "array", "items": {
+    "type": "object", "required": ["code", "description"],
+    "properties": {"code": {"type": "integer"}, "description": {"type": "string"}}}}
+#: a decision not in yet: commands answer 202 with where to ask again
+PENDING = {202: {"description": "Not decided yet: ask again at status_url", "content": {
+    "application/json": {"schema": {"type": "object", "properties": {
+        "command_id": {"type": "string"}, "status": {"const": "pending"},
+        "status_url": {"type": "string"}}}}}}}
+
+
+def document(app: FastAPI) -> None:
+    """Every refusal in the OpenAPI document, in the shape it really has (not FastAPI's)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Refusal"] = REFUSAL
+        schema["components"]["schemas"]["Open311Errors"] = OPEN311_ERRORS
+        ours = {"content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Refusal"}}}}
+        open311 = {"content": {  # the GeoReport v2 shape, in the format the path asked for
+            "application/json": {"schema": {"$ref": "#/components/schemas/Open311Errors"}},
+            "text/xml": {"schema": {"type": "string"}}}}
+        for path, operations in schema["paths"].items():
+            refusal = open311 if path.startswith("/open311/") else ours
+            for operation in operations.values():
+                answers = operation.setdefault("responses", {})
+                for code, text in REFUSALS.items():
+                    answers[code] = {"description": text, **refusal}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from events.envelope import Event, grid_path, place_path
+from events.envelope import GRID_PATTERN, PLACE_PATTERN, Event, grid_path, place_path
 from projections import points_ranking as ranking
 from projections.points_ledger import (
     Account,
@@ -29,8 +29,8 @@ from services.errors import Invalid, NotFound, json_response
 
 router = APIRouter(tags=["points"])
 
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
-HALF = r"^\d{4}H[12]$"
+MONTH = r"^(19|20|21)\d{2}-(0[1-9]|1[0-2])$"
+HALF = r"^(19|20|21)\d{2}H[12]$"
 
 
 def _place(value: str, field: str, caller: Principal, *, grid: bool = False) -> str:
@@ -92,7 +92,7 @@ async def monthly_ranking(store: Store, compound: str, month: str) -> dict[str, 
 @router.get("/v1/points/rankings")
 async def get_ranking(
     caller: Caller, request: Request,
-    compound: Annotated[str, Query(max_length=100)],
+    compound: Annotated[str, Query(max_length=100, pattern=GRID_PATTERN)],
     month: Annotated[str, Query(pattern=MONTH)],
 ) -> Response:
     """A compound's monthly top three: as published (公示), or as it stands now."""
@@ -130,7 +130,7 @@ def _participation(p: ranking.Participation) -> dict[str, Any]:
 @router.get("/v1/points/awards")
 async def get_awards(
     caller: Caller, request: Request,
-    place: Annotated[str, Query(max_length=100)],
+    place: Annotated[str, Query(max_length=100, pattern=PLACE_PATTERN)],
     half: Annotated[str, Query(pattern=HALF)],
 ) -> Response:
     """A place's half year: winner, progress award, and each month's participation."""

@@ -23,7 +23,7 @@ from projections.store import Store
 from services.admission import CLOCK_SKEW
 from services.auth import Caller, Principal
 from services.commands import Outcomes, admit_request, answer, ask, decision_of
-from services.errors import Forbidden, Invalid, NotFound
+from services.errors import PENDING, Forbidden, Invalid, NotFound
 from services.ingest import clock, read_body
 
 POINTS_OUTCOMES = Outcomes(POINTS_COMMANDS, "points_command_outcomes", ("aggregate_id", "grid"),
@@ -57,7 +57,7 @@ async def account_in_scope(store: Store, command: IssuedPointsCommand,
         raise NotFound("account_id", "no such account in your scope")
 
 
-@router.post("/v1/points/commands")
+@router.post("/v1/points/commands", responses=PENDING)
 async def post_points_command(request: Request, caller: Caller) -> Response:
     """Ask the points decider; its answer, or 202 with a status URL if it takes longer."""
     settings = request.app.state.settings
@@ -68,7 +68,7 @@ async def post_points_command(request: Request, caller: Caller) -> Response:
                      settings.command_wait_seconds)
 
 
-@router.get("/v1/points/commands/{command_id}")
+@router.get("/v1/points/commands/{command_id}", responses=PENDING)
 async def get_points_command(command_id: UUID, caller: Caller, request: Request) -> Response:
     """The points decider's answer to a command, once there is one (202 until then)."""
     decided = await decision_of(request.app.state.store, command_id, POINTS_OUTCOMES)

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from events.catalog import event_from_json
-from events.envelope import place_path
+from events.envelope import PLACE_PATTERN, place_path
 from events.incident import Category
 from projections.five_have import LINKS, timeline_order
 from projections.matters import FiveHave
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/places/{place:path}/events")
     async def place_events(
-        place: Annotated[str, Path(max_length=100)],
+        place: Annotated[str, Path(max_length=100, pattern=PLACE_PATTERN)],
         caller: Caller,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         after: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -165,7 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/incidents")
     async def list_incidents(
-        caller: Caller, place: Annotated[str, Query(max_length=100)],
+        caller: Caller, place: Annotated[str, Query(max_length=100, pattern=PLACE_PATTERN)],
         stage: Stage | None = None, overdue: bool | None = None,
         category: Category | None = None, since: AwareDatetime | None = None,
         until: AwareDatetime | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/disputes")
     async def list_disputes(
-        caller: Caller, place: Annotated[str, Query(max_length=100)],
+        caller: Caller, place: Annotated[str, Query(max_length=100, pattern=PLACE_PATTERN)],
         stage: Stage | None = None, overdue: bool | None = None,
         since: AwareDatetime | None = None, until: AwareDatetime | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,

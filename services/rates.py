@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from events.envelope import place_path
+from events.envelope import PLACE_PATTERN, place_path
 from projections.periods import Period, between, bucket_label, period
 from projections.resolution_rates import DURATIONS, MEASURES, RATE_BY_NAME, SUSPECT, figures
 from projections.sla import LOCAL
@@ -24,7 +24,8 @@ from services.errors import Invalid, json_response
 from services.watermark import Watermarks, parse_min_offsets
 
 router = APIRouter()
-Place = Annotated[str, Query(max_length=100, description="county[/town[/community[/grid]]]")]
+Place = Annotated[str, Query(max_length=100, pattern=PLACE_PATTERN,
+                                    description="county[/town[/community[/grid]]]")]
 QUIET_DAYS = 3  # a grid not patrolled for this many days is listed
 EXPLAIN_LIMIT = 5000
 
@@ -136,7 +137,8 @@ def watermarks(request: Request) -> Watermarks:
     return request.app.state.watermarks  # type: ignore[no-any-return]
 
 
-@router.get("/v1/rates")
+@router.get("/v1/rates", responses={200: {"content": {
+    "application/json": {}, "text/csv": {"schema": {"type": "string"}}}}})
 async def rates(
     request: Request, caller: Caller, place: Place,
     period_: Annotated[str | None, Query(alias="period", max_length=20)] = None,
