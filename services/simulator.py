@@ -214,6 +214,44 @@ async def send(client: httpx.AsyncClient, people: People, matter: Matter,
     return matter, "advanced"
 
 
+DEEDS = [("environment_work", "清扫楼道并分类垃圾"), ("public_welfare", "参加义务植树")]
+
+
+async def households(client: httpx.AsyncClient, people: People, rng: random.Random) -> None:
+    """积分制: now and then a household's deed is reported by its grid worker and validated by
+    the grid chief; hours of volunteering are awarded directly."""
+    grid = rng.choice(sorted(DEMO_GRIDS))
+    account = f"hh-{grid.replace('/', '-')}-{rng.randint(1, 12):02d}"
+    now = datetime.now(UTC)
+
+    async def command(step: dict[str, Any]) -> None:
+        await client.post("/v1/points/commands", headers=people.headers(grid, "grid_chief"),
+                          json={"command_id": str(uuid.UUID(int=rng.getrandbits(128),
+                                                            version=4)),
+                                "account_id": account, "grid": grid,
+                                "occurred_at": now.isoformat(), "command": step})
+
+    try:
+        if rng.random() < 0.3:
+            rule, evidence = rng.choice(DEEDS)
+            claim = {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "event_type": "points.claimed", "schema_version": 1,
+                "occurred_at": now.isoformat(), "grid": grid, "aggregate_id": account,
+                "aggregate_seq": 0, "payload": {"rule": rule, "quantity": 1,
+                                                "evidence": evidence}}
+            answer = await client.post("/v1/events", json=claim,
+                                       headers=people.headers(grid, "worker"))
+            if answer.status_code == 201:
+                await command({"type": "approve", "claim_id": claim["event_id"]})
+        elif rng.random() < 0.2:
+            await command({"type": "award", "rule": "volunteer_hour",
+                           "quantity": rng.randint(1, 3),
+                           "source_id": f"activity-{rng.getrandbits(32):08x}"})
+    except httpx.HTTPError:
+        pass  # the next tick carries on
+
+
 async def simulate(settings: Settings, ingest_url: str, *, rate: float, seconds: float | None,
                    seed: int | None = None) -> int:
     """Post events at about `rate` per second and move matters along; returns events accepted."""
@@ -244,5 +282,7 @@ async def simulate(settings: Settings, ingest_url: str, *, rate: float, seconds:
                         matters[event["aggregate_id"]] = Matter(
                             event["aggregate_id"], grid, event["event_type"].split(".")[0])
             await advance(client, people, matters, rng, budget=max(2, int(rate)))
+            for _ in range(max(1, int(rate) // 10)):
+                await households(client, people, rng)
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
     return accepted
