@@ -18,6 +18,7 @@ from prometheus_client import Counter, Histogram
 from events.catalog import InvalidEvent, event_from_json
 from events.envelope import Event
 from events.log import Record
+from projections import faults
 from projections.store import TP, Cursor, Store, lock_offsets, store_offsets
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ class Runner:
                 tp = (record.topic, record.partition)
                 next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
             await store_offsets(cur, name, next_offsets)
+            faults.reached(name, "after_write_before_commit")
+        faults.reached(name, "after_commit")
         BATCH_SIZE.labels(name).observe(len(records))
         APPLIED.labels(name).inc(len(deliveries))
         DEAD_LETTERS.labels(name).inc(len(poison) if self.dead_letter else 0)

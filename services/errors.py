@@ -124,7 +124,7 @@ OPEN311_ERRORS = {"type": "array", "items": {
     "type": "object", "required": ["code", "description"],
     "properties": {"code": {"type": "integer"}, "description": {"type": "string"}}}}
 #: a decision not in yet: commands answer 202 with where to ask again
-PENDING = {202: {"description": "Not decided yet: ask again at status_url", "content": {
+PENDING: dict[int | str, dict[str, Any]] = {202: {"description": "Not decided yet: ask again at status_url", "content": {
     "application/json": {"schema": {"type": "object", "properties": {
         "command_id": {"type": "string"}, "status": {"const": "pending"},
         "status_url": {"type": "string"}}}}}}}

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from events.codec import submission_digest
 from events.envelope import Event
 from events.log import EventLog, LogUnavailable, Receipt
+from projections import faults
 from projections.store import Store
 from services import errors
 from services.admission import admit
@@ -32,7 +33,7 @@ from services.commands import (
     incident_grid,
 )
 from services.errors import IdConflict, Malformed, Refused, TooLarge, Unavailable, json_response
-from services.receipts import FirstReceipt, first_receipts, record_receipts
+from services.receipts import FirstReceipt, claim, first_receipts, record_receipts
 from services.settings import Settings
 
 INGESTED = Counter("gridgov_ingest_events_total", "Events answered by ingest",
@@ -75,6 +76,9 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
     digests = [submission_digest(e) for e in events]
     try:
         prior = await first_receipts(store, [e.event_id for e in events])
+        claimed = await claim(store, list({
+            e.event_id: (e.event_id, d) for e, d in zip(events, digests, strict=True)
+            if e.event_id not in prior}.values()))
     except psycopg.Error as exc:
         raise Unavailable("database", "receipts are unavailable, retry later") from exc
     outcomes: list[Receipt | Refused | None] = [None] * len(events)
@@ -82,7 +86,7 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
     send = []
     for i, (event, digest) in enumerate(zip(events, digests, strict=True)):
         known = prior[event.event_id].digest if event.event_id in prior else \
-            first_in_batch.get(event.event_id)
+            first_in_batch.get(event.event_id, claimed.get(event.event_id))
         if known is not None and known != digest:
             outcomes[i] = IdConflict("event_id", "already used for a different event")
             continue
@@ -90,6 +94,7 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
         send.append(i)
     try:
         receipts = await event_log.append_many([events[i] for i in send])
+        faults.reached("ingest", "after_ack_before_receipt")
         stored = await record_receipts(store, [
             (r, digests[i]) for i, r in zip(send, receipts, strict=True)
             if events[i].event_id not in prior
@@ -98,6 +103,7 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
         raise Unavailable("broker", "the log did not acknowledge, retry later") from exc
     except psycopg.Error as exc:
         raise Unavailable("database", "receipts are unavailable, retry later") from exc
+    faults.reached("ingest", "after_receipt_before_answer")
     firsts: dict[UUID, FirstReceipt] = {**prior, **stored}
     for i in send:
         first = firsts[events[i].event_id]
@@ -169,7 +175,7 @@ def create_app(settings: Settings) -> FastAPI:
         return json_response({"accepted": accepted, "refused": len(answered) - accepted,
                               "results": answered})
 
-    @app.post("/v1/commands")
+    @app.post("/v1/commands", responses=errors.PENDING)
     async def post_command(request: Request, caller: Caller) -> Response:
         """Ask the decider for a step of the chain; its answer, or 202 if it takes longer."""
         command = admit_command(await read_body(request, settings.max_body_bytes), caller,
@@ -179,7 +185,7 @@ def create_app(settings: Settings) -> FastAPI:
         return await ask(store, request.app.state.log, command, INCIDENT_OUTCOMES,
                          settings.command_wait_seconds)
 
-    @app.get("/v1/commands/{command_id}")
+    @app.get("/v1/commands/{command_id}", responses=errors.PENDING)
     async def get_command(command_id: UUID, caller: Caller, request: Request) -> Response:
         """The decider's answer to a command, once there is one (202 until then)."""
         decided = await decision_of(request.app.state.store, command_id)

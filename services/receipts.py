@@ -29,6 +29,21 @@ async def first_receipts(store: Store, ids: Sequence[UUID]) -> dict[UUID, FirstR
         }
 
 
+async def claim(store: Store, wanted: Sequence[tuple[UUID, str]]) -> dict[UUID, str]:
+    """Claim each event id for its body before it goes to the log; returns the body digest
+    each id is claimed for now (ours, or an earlier request's)."""
+    if not wanted:
+        return {}
+    async with store.cursor() as cur:
+        await cur.execute(
+            "insert into ingest_claims (event_id, body_digest)"
+            " select * from unnest(%s::uuid[], %s::text[]) on conflict (event_id) do nothing",
+            [[i for i, _ in wanted], [d for _, d in wanted]])
+        await cur.execute("select event_id, body_digest from ingest_claims"
+                          " where event_id = any(%s)", [[i for i, _ in wanted]])
+        return dict(await cur.fetchall())
+
+
 async def record_receipts(
     store: Store, fresh: Sequence[tuple[Receipt, str]]
 ) -> dict[UUID, FirstReceipt]:
