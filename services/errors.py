@@ -66,6 +66,9 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
+WHERE = ("query", "path", "header", "cookie", "body")  # FastAPI's first element of a field
+
+
 def install(app: FastAPI) -> None:
     """Every refusal, framework ones included, answers the same JSON shape."""
 
@@ -79,8 +82,9 @@ def install(app: FastAPI) -> None:
 
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
+        errors = [  # named as the client wrote them: `place`, not `query.place`
+            {"field": ".".join(str(p) for p in e["loc"][1:] if e["loc"][0] in WHERE)
+             or ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
             for e in exc.errors()
         ]
         return Response(error_body("invalid", errors), 422, media_type="application/json")
@@ -124,7 +128,8 @@ OPEN311_ERRORS = {"type": "array", "items": {
     "type": "object", "required": ["code", "description"],
     "properties": {"code": {"type": "integer"}, "description": {"type": "string"}}}}
 #: a decision not in yet: commands answer 202 with where to ask again
-PENDING: dict[int | str, dict[str, Any]] = {202: {"description": "Not decided yet: ask again at status_url", "content": {
+PENDING: dict[int | str, dict[str, Any]] = {202: {
+    "description": "Not decided yet: ask again at status_url", "content": {
     "application/json": {"schema": {"type": "object", "properties": {
         "command_id": {"type": "string"}, "status": {"const": "pending"},
         "status_url": {"type": "string"}}}}}}}
