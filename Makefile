@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help run test unit integration lint typecheck bench bench-rebuild fuzz schema clean tools
+.PHONY: deploy-check bench-scale
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,11 +26,17 @@ tools: ## Debian tools the tests use: kcat (a Kafka client we did not write), ch
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing:$$missing (apt-get install$$missing)"; exit 1; fi; fi
+	@missing=""; command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing (apt-get install$$missing)"; exit 1; fi; fi
 
 run: $(STAMP) ## the whole platform on the embedded stack, with demo data
 	$(BIN)/gridgov dev up --demo
 
-test: $(STAMP) tools lint typecheck ## every test: unit, then integration and e2e on the real broker and PostgreSQL
+test: $(STAMP) tools lint typecheck deploy-check ## every test: unit, then integration and e2e on the real broker and PostgreSQL
 	$(BIN)/pytest -p no:cacheprovider
 
 unit: $(STAMP) ## the fast pure tests only
@@ -41,6 +48,10 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy, strict on events/ and projections/
 	$(BIN)/mypy events projections
 
+chaos: $(STAMP) ## the fault-injection suite, long (GRIDGOV_CHAOS_SCALE=10); make test runs it short
+	GRIDGOV_CHAOS_SCALE=$${GRIDGOV_CHAOS_SCALE:-10} $(BIN)/pytest -p no:cacheprovider \
+	  --timeout=3600 tests/integration/test_faults.py
+
 bench: $(STAMP) ## the benchmark table (not part of make test); appends to BENCHMARKS.md
 	$(BIN)/python -m tests.bench
 
@@ -49,6 +60,18 @@ fuzz: $(STAMP) ## schemathesis with many more examples per operation than make t
 
 bench-rebuild: $(STAMP) ## rebuild rate for a million events, beside raw consume and COPY
 	$(BIN)/python -m tests.bench.rebuild
+
+bench-scale: $(STAMP) ## projection throughput with 1, 2 and 3 workers, and per partition
+	$(BIN)/python -m tests.bench.scale_out
+
+deploy-check: $(STAMP) tools ## deploy/ without a container engine: compose, k8s schemas, promtool
+	@env=$$(mktemp) && sh deploy/compose/secrets.sh > $$env && \
+	docker-compose -f deploy/compose/compose.yaml --env-file $$env config -q; rc=$$?; rm -f $$env; \
+	[ $$rc = 0 ] && echo "deploy/compose/compose.yaml: valid" || exit $$rc
+	$(BIN)/kubernetes-validate --strict --quiet --no-warn deploy/k8s/*.yaml
+	promtool check config --syntax-only deploy/prometheus/prometheus.yml deploy/prometheus/prometheus-k8s.yml
+	promtool check rules deploy/prometheus/rules/*.yml
+	cd deploy/prometheus/tests && promtool test rules alerts.yml
 
 schema: $(STAMP) ## export the event JSON Schemas into schemas/
 	$(BIN)/gridgov schema export schemas

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -54,6 +54,45 @@ class Receipt:
     offset: int
 
 
+@dataclass(frozen=True)
+class KafkaAuth:
+    """Who this process is to a secured cluster: one SASL/SCRAM principal per service, whose
+    ACLs say what it may read and write (deploy/). PLAINTEXT, the default, for the embedded
+    broker."""
+
+    security_protocol: str = "PLAINTEXT"  # or SASL_SSL, SASL_PLAINTEXT, SSL
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None  # the cluster's CA, for SSL and SASL_SSL
+
+    def client_config(self) -> dict[str, Any]:
+        """kafka-python's settings for it."""
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        config: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=self.sasl_mechanism,
+                          sasl_plain_username=self.username, sasl_plain_password=self.password)
+        if self.ca_file:
+            config["ssl_cafile"] = self.ca_file
+        return config
+
+
+_auth = KafkaAuth()
+
+
+def use_auth(auth: KafkaAuth) -> None:
+    """Set once, where a process wires itself up (services/cli.py); every producer, consumer
+    and admin client this module opens afterwards authenticates so."""
+    global _auth
+    _auth = auth
+
+
+def current_auth() -> KafkaAuth:
+    return _auth
+
+
 def durable_producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     """Producer settings; refuses anything short of acks=all with idempotence."""
     config: dict[str, Any] = {
@@ -67,6 +106,7 @@ def durable_producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "delivery_timeout_ms": 15000,
         "max_request_size": 8 * 1024 * 1024,
         "client_id": "gridgov",
+        **_auth.client_config(),
     }
     config.update(overrides)
     if config["acks"] not in ("all", -1) or config["enable_idempotence"] is not True:
@@ -177,7 +217,8 @@ def _bridge(future: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]
 
 
 def create_topics(bootstrap: str, partitions: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="gridgov-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="gridgov-admin",
+                             **_auth.client_config())
     try:
         existing = set(admin.list_topics())
         wanted = [
@@ -202,6 +243,7 @@ def consumer(bootstrap: str, **overrides: Any) -> KafkaConsumer:
         "auto_offset_reset": "earliest",
         "max_poll_records": 5000,
         "fetch_max_bytes": 16 * 1024 * 1024,
+        **_auth.client_config(),
     }
     config.update(overrides)
     return KafkaConsumer(**config)

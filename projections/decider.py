@@ -25,9 +25,16 @@ from pydantic import ValidationError
 from events.catalog import event_from_json
 from events.commands import IssuedCommand, IssuedPointsCommand, PublishRanking
 from events.envelope import Event
-from events.log import EventLog, Receipt, consumer, end_offsets, partitions_of
+from events.log import (
+    EventLog,
+    Receipt,
+    consumer,
+    current_auth,
+    end_offsets,
+    partitions_of,
+)
 from events.topics import INCIDENT_COMMANDS, INCIDENTS, POINTS, POINTS_COMMANDS, Topic
-from projections import points_decider
+from projections import points_decider, transport
 from projections.five_have import RUNNING
 from projections.incident_decider import SLA_CLOCK, Rejected, decide, due, envelopes, for_command
 from projections.matters import FiveHave, chain_of
@@ -273,6 +280,7 @@ def decider_app(decisions: Decisions[C], *, bootstrap: str,
         store="memory://", web_enabled=False, topic_disable_leader=True,
         topic_allow_declare=False, consumer_auto_offset_reset="earliest",
         broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
+        broker_credentials=transport.credentials(current_auth()),
     )
     commands = app.topic(decisions.commands.name, value_serializer="raw", key_serializer="raw")
     store = Store(database_url)

@@ -55,6 +55,15 @@ class FiveHave:
         touched = sorted({i for (i,) in await cur.fetchall()})  # a redelivered copy adds nothing
         if not touched:
             return {}
+        # A patrol's findings touch incidents of other partitions, which another worker of
+        # this projection may be refolding now: each matter is read and refolded under its
+        # own lock (taken in one order, so two batches cannot deadlock), so neither misses
+        # the event the other added.
+        await cur.execute(
+            "select pg_advisory_xact_lock(5, h) from"
+            " (select distinct hashtext(i) as h from unnest(%s::text[]) as u(i) order by h) m",
+            [touched],
+        )
         await cur.execute(
             "select incident_id, body from incident_timeline where incident_id = any(%s)",
             [touched],

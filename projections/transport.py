@@ -8,9 +8,14 @@ through faust's own `faust.transports` entry point, not by patching faust.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
+import faust
 from faust.transport.drivers import aiokafka as driver
+from faust.types.auth import CredentialsT
+
+from events.log import KafkaAuth
 
 FETCH_MAX_WAIT_MS = 50
 
@@ -29,3 +34,15 @@ class _PromptConsumer(driver.Consumer):
 
 class Transport(driver.Transport):
     Consumer = _PromptConsumer
+
+
+def credentials(auth: KafkaAuth) -> CredentialsT | None:
+    """The principal of events.log's clients, for faust's consumer and producer too."""
+    if auth.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=auth.ca_file) \
+        if auth.security_protocol.endswith("SSL") else None
+    if auth.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=auth.username, password=auth.password,
+                                     mechanism=auth.sasl_mechanism, ssl_context=context)
+    return faust.SSLCredentials(context)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 from prometheus_client import Gauge, start_http_server
 
-from events.log import EventLog, Record
+from events.log import EventLog, Record, current_auth
+from projections import transport
 from projections.archive import Archive
 from projections.matters import FiveHave
 from projections.points_ledger import PointsLedger
@@ -42,6 +45,7 @@ def projector_app(projection: Projection, *, bootstrap: str, database_url: str,
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
         stream_buffer_maxsize=4 * batch,
+        broker_credentials=transport.credentials(current_auth()),
     )
     topic = app.topic(*projection.topics, value_serializer="raw", key_serializer="raw")
     store = Store(database_url)
@@ -57,11 +61,32 @@ def projector_app(projection: Projection, *, bootstrap: str, database_url: str,
                 await store.open()
         return store
 
+    async def seek(offsets: dict[TP, int]) -> None:
+        """Move the partitions this worker still holds, in the consumer's own thread: faust's
+        `Consumer.seek` calls aiokafka from the app's thread, and a fetch running meanwhile
+        dies with a KeyError (seen with three workers rebalancing)."""
+        held = app.consumer.assignment()
+        wanted = {tp: offset for tp, offset in offsets.items() if tp in held}
+        if wanted:
+            try:
+                await app.consumer.seek_wait(wanted)
+            except IllegalStateError:  # the assignment changed meanwhile: a rebalance follows
+                log.info("%s: partitions moved while seeking; the next assignment seeks",
+                         projection.name)
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def seek_to_stored(app: Any, assigned: set[Any], **_: Any) -> None:
+        # faust's recovery may then seek to its own committed offsets (faust #606): wherever
+        # it lands, the runner skips what is below the stored offset and rewinds what is past
         stored = await (await open_store()).offsets(projection.name)
-        for tp in assigned:
-            await app.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+        await seek({tp: stored.get((tp.topic, tp.partition), 0) for tp in assigned})
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_lag(app: Any, revoked: set[Any], **_: Any) -> None:
+        # another worker reports these partitions now; a stale series would double them
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                LAG.remove(projection.name, tp.topic, str(tp.partition))
 
     # concurrency 1: faust can commit past an in-flight message above 1 (its issue #606)
     @app.agent(topic, concurrency=1)
@@ -73,7 +98,8 @@ def projector_app(projection: Projection, *, bootstrap: str, database_url: str,
             for (t, p), offset in outcome.rewind.items():
                 log.warning("%s: rewinding %s/%d to stored offset %d", projection.name, t, p,
                             offset)
-                await app.consumer.seek(TP(t, p), offset)
+            # a partition another worker holds by now is not ours to move: it seeks on its own
+            await seek({TP(t, p): offset for (t, p), offset in outcome.rewind.items()})
             for message in (e.message for e in events):
                 high = app.consumer.highwater(message.tp)
                 LAG.labels(projection.name, message.topic, message.partition).set(
@@ -88,9 +114,9 @@ def _record(message: Any) -> Record:
                   message.value, tuple(message.headers or ()))
 
 
-
-
-def run(app: faust.App, *, metrics_port: int, loglevel: str = "warning") -> None:
-    """Serve /metrics and run a faust app until SIGTERM."""
-    start_http_server(metrics_port, addr="127.0.0.1")
+def run(app: faust.App, *, metrics_port: int, metrics_host: str = "127.0.0.1",
+        loglevel: str = "warning") -> None:
+    """Serve /metrics (on GRIDGOV_HOST: 0.0.0.0 in a container) and run a faust app until
+    SIGTERM."""
+    start_http_server(metrics_port, addr=metrics_host)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -16,18 +16,26 @@ from services.settings import Settings
 
 
 def load_settings() -> Settings:
-    """GRIDGOV_* settings; in dev the token secret is made once and kept in $GRIDGOV_HOME."""
+    """GRIDGOV_* settings; in dev the token secret is made once and kept in $GRIDGOV_HOME.
+    Every Kafka client of the process authenticates as its GRIDGOV_KAFKA_* principal."""
     import os
 
+    from events.log import KafkaAuth, use_auth
+
     if "GRIDGOV_TOKEN_SECRET" in os.environ:
-        return Settings.from_env()
-    home = Path(os.environ.get("GRIDGOV_HOME", ".gridgov"))
-    home.mkdir(parents=True, exist_ok=True)
-    secret_file = home / "token.secret"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(48))
-        secret_file.chmod(0o600)
-    return Settings.from_env(token_secret=secret_file.read_text().strip())
+        settings = Settings.from_env()
+    else:
+        home = Path(os.environ.get("GRIDGOV_HOME", ".gridgov"))
+        home.mkdir(parents=True, exist_ok=True)
+        secret_file = home / "token.secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(48))
+            secret_file.chmod(0o600)
+        settings = Settings.from_env(token_secret=secret_file.read_text().strip())
+    use_auth(KafkaAuth(settings.kafka_security_protocol, settings.kafka_sasl_mechanism,
+                       settings.kafka_username, settings.kafka_password,
+                       str(settings.kafka_ca_file) if settings.kafka_ca_file else None))
+    return settings
 
 
 @click.group()
@@ -82,7 +90,8 @@ def project(projection: str) -> None:
     app = worker.projector_app(worker.PROJECTIONS[projection](),
                                bootstrap=settings.kafka_bootstrap or "",
                                database_url=settings.database_url or "")
-    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS[projection])
+    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS[projection],
+               metrics_host=settings.host)
 
 
 @main.group()
@@ -276,11 +285,12 @@ def decide(family: str) -> None:
         catalog = points_rules.load(settings.points_rules_file or points_rules.DEFAULT_RULES)
         app = points_decider_app(bootstrap=bootstrap, database_url=database_url, catalog=catalog)
         worker.run(app, metrics_port=settings.projector_metrics_port
-                   + PROCESS_PORTS["points_decider"])
+                   + PROCESS_PORTS["points_decider"], metrics_host=settings.host)
         return
     rules = sla.load(settings.sla_file) if settings.sla_file else sla.load()
     app = incident_decider_app(bootstrap=bootstrap, database_url=database_url, rules=rules)
-    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS["decider"])
+    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS["decider"],
+               metrics_host=settings.host)
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,6 +15,13 @@ class Settings(BaseModel):
     home: Path = Path(".gridgov")
     kafka_bootstrap: str | None = None  # set: use that cluster, start no embedded broker
     database_url: str | None = None  # set: use that PostgreSQL, start no embedded one
+    # a secured cluster (deploy/): this service's own SASL/SCRAM principal, TLS in production
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = \
+        "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: str | None = Field(default=None, repr=False)
+    kafka_ca_file: Path | None = None  # the cluster's CA certificate (SSL, SASL_SSL)
     partitions: int = Field(default=12, ge=1, le=1000)
     token_secret: str = Field(min_length=32, repr=False)
     token_issuer: str = "gridgov"  # noqa: S105 - a name, not a secret
