@@ -217,25 +217,32 @@ async def send(client: httpx.AsyncClient, people: People, matter: Matter,
 DEEDS = [("environment_work", "清扫楼道并分类垃圾"), ("public_welfare", "参加义务植树")]
 
 
-async def households(client: httpx.AsyncClient, people: People, rng: random.Random) -> None:
-    """积分制: now and then a household's deed is reported by its grid worker and validated by
-    the grid chief; hours of volunteering are awarded directly."""
-    grid = rng.choice(sorted(DEMO_GRIDS))
-    account = f"hh-{grid.replace('/', '-')}-{rng.randint(1, 12):02d}"
+async def households(client: httpx.AsyncClient, people: People, rng: random.Random,
+                     claimed: list[tuple[float, str, str, str]]) -> None:
+    """积分制: now and then a household's deed is reported by its grid worker, and validated
+    by the grid chief on a later tick (once the ledger holds the claim); hours of
+    volunteering are awarded directly."""
     now = datetime.now(UTC)
 
-    async def command(step: dict[str, Any]) -> None:
+    async def command(grid: str, account: str, step: dict[str, Any]) -> None:
         await client.post("/v1/points/commands", headers=people.headers(grid, "grid_chief"),
                           json={"command_id": str(uuid.UUID(int=rng.getrandbits(128),
                                                             version=4)),
                                 "account_id": account, "grid": grid,
                                 "occurred_at": now.isoformat(), "command": step})
 
+    grid = rng.choice(sorted(DEMO_GRIDS))
+    account = f"hh-{grid.replace('/', '-')}-{rng.randint(1, 12):02d}"
     try:
+        while claimed and claimed[0][0] < time.monotonic() - 2:  # the ledger holds it by now
+            _, earlier_grid, earlier_account, earlier = claimed.pop(0)
+            await command(earlier_grid, earlier_account, {"type": "approve",
+                                                          "claim_id": earlier})
         if rng.random() < 0.3:
             rule, evidence = rng.choice(DEEDS)
+            claim_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             claim = {
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "event_id": claim_id,
                 "event_type": "points.claimed", "schema_version": 1,
                 "occurred_at": now.isoformat(), "grid": grid, "aggregate_id": account,
                 "aggregate_seq": 0, "payload": {"rule": rule, "quantity": 1,
@@ -243,11 +250,11 @@ async def households(client: httpx.AsyncClient, people: People, rng: random.Rand
             answer = await client.post("/v1/events", json=claim,
                                        headers=people.headers(grid, "worker"))
             if answer.status_code == 201:
-                await command({"type": "approve", "claim_id": claim["event_id"]})
+                claimed.append((time.monotonic(), grid, account, claim_id))
         elif rng.random() < 0.2:
-            await command({"type": "award", "rule": "volunteer_hour",
-                           "quantity": rng.randint(1, 3),
-                           "source_id": f"activity-{rng.getrandbits(32):08x}"})
+            await command(grid, account, {"type": "award", "rule": "volunteer_hour",
+                                          "quantity": rng.randint(1, 3),
+                                          "source_id": f"activity-{rng.getrandbits(32):08x}"})
     except httpx.HTTPError:
         pass  # the next tick carries on
 
@@ -259,6 +266,7 @@ async def simulate(settings: Settings, ingest_url: str, *, rate: float, seconds:
     people = People(settings)
     stream = app_events(rng, datetime.now(UTC))
     matters: dict[str, Matter] = {}
+    claimed: list[tuple[float, str, str, str]] = []  # (when, grid, account, claim) to validate
     accepted, started = 0, time.monotonic()
     async with httpx.AsyncClient(base_url=ingest_url, timeout=10) as client:
         while seconds is None or time.monotonic() - started < seconds:
@@ -283,6 +291,6 @@ async def simulate(settings: Settings, ingest_url: str, *, rate: float, seconds:
                             event["aggregate_id"], grid, event["event_type"].split(".")[0])
             await advance(client, people, matters, rng, budget=max(2, int(rate)))
             for _ in range(max(1, int(rate) // 10)):
-                await households(client, people, rng)
+                await households(client, people, rng, claimed)
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
     return accepted

@@ -270,7 +270,7 @@ def test_the_lifecycles_reach_the_far_corners_of_the_chain() -> None:
     }
     reached: set[str] = set()
 
-    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=600, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(lifecycles())
     def explore(life: Lifecycle) -> None:
