@@ -47,8 +47,8 @@ def clock() -> datetime:
     return datetime.now(UTC)
 
 
-async def read_body(request: Request, limit: int) -> Any:
-    """The JSON body, refused before it is read past `limit` bytes, or if not UTF-8 JSON."""
+async def read_bytes(request: Request, limit: int) -> bytes:
+    """The raw body, refused before it is read past `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise TooLarge("body", f"larger than {limit} bytes")
@@ -58,7 +58,12 @@ async def read_body(request: Request, limit: int) -> Any:
         if size > limit:
             raise TooLarge("body", f"larger than {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> Any:
+    """The JSON body, refused before it is read past `limit` bytes, or if not UTF-8 JSON."""
+    raw = await read_bytes(request, limit)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -37,11 +37,10 @@ from services.errors import (
     Invalid,
     NotFound,
     Refused,
-    TooLarge,
     Unauthenticated,
     Unavailable,
 )
-from services.ingest import clock, publish
+from services.ingest import clock, publish, read_bytes
 from services.settings import Settings
 
 PREFIX = "/open311/v2"
@@ -149,7 +148,7 @@ async def post_request(request: Request, fmt: Fmt, lang: Lang, sla: SLA) -> Resp
     admission and receipts. Its id is derived from the caller and the fields sent, so a retry
     answers the same `service_request_id` and appends nothing."""
     settings: Settings = request.app.state.settings
-    fields = terms.parse_form(await read_form(request, settings.max_body_bytes),
+    fields = terms.parse_form(await read_bytes(request, settings.max_body_bytes),
                               request.headers.get("content-type"))
     caller = authenticate(request, terms.single(fields, "api_key"))
     submitted = terms.submission(fields)
@@ -225,20 +224,6 @@ async def service_request(request: Request, service_request_id: str, fmt: Fmt, c
 @router.api_route("/{anything:path}", methods=["GET", "POST"], include_in_schema=False)
 async def elsewhere(anything: str) -> Response:
     raise NotFound("path", f"no Open311 resource {anything!r}; see {PREFIX}/services.json")
-
-
-async def read_form(request: Request, limit: int) -> bytes:
-    """The raw body, refused before it is read past `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge("body", f"larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge("body", f"larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def scope_sql(caller: Principal, place: str | None) -> tuple[list[str], list[Any]]:

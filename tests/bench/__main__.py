@@ -310,12 +310,20 @@ def main() -> None:
     finally:
         stack.stop()
 
+    record(f"{EVENTS:,} events", rows)
+
+
+Row = tuple[str, str, str, str]  # what, measured, the baseline in the same run, a note
+
+
+def record(title: str, rows: list[Row], preface: str = "") -> None:
+    """Print the table and append it to BENCHMARKS.md with the date, commit and machine."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    header = (f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {commit} · "
-              f"{EVENTS:,} events\n\nMachine: {machine()}\n\n"
-              "| row | measured | baseline in the same run | note |\n|---|---|---|---|\n")
-    table = header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+    table = (f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {commit} · {title}\n\n"
+             f"Machine: {machine()}\n\n{preface}"
+             "| row | measured | baseline in the same run | note |\n|---|---|---|---|\n"
+             + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows))
     print(table)  # noqa: T201 - the benchmark's output is this table
     with open("BENCHMARKS.md", "a", encoding="utf-8") as out:
         out.write(table)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from events.log import consumer, end_offsets, partitions_of
 from projections import sla
 from projections.matters import FiveHave
 from projections.replay import replay
-from tests.bench.__main__ import machine
+from tests.bench.__main__ import record
 from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, wait_until
 
@@ -105,16 +104,7 @@ def main() -> None:
          f"{timed['archive'][1]:,.0f}", f"raw COPY into PostgreSQL {copied:,.0f}",
          f"{timed['archive'][1] / copied:.2f} × COPY"),
     ]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    table = (f"\n## Rebuild · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {commit} · "
-             f"{EVENTS:,} events\n\nMachine: {machine()}\n\n"
-             "| row | measured | baseline in the same run | note |\n|---|---|---|---|\n"
-             + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows))
-    print(table)  # noqa: T201 - the benchmark's output is this table
-    with open("BENCHMARKS.md", "a", encoding="utf-8") as out:
-        out.write(table)
-
+    record(f"rebuild, {EVENTS:,} events (`make bench-rebuild`)", rows)
 
 if __name__ == "__main__":
     main()

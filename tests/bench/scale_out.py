@@ -34,7 +34,7 @@ from projections import sla
 from projections.matters import FiveHave
 from projections.store import migrate
 from services.dev import Child, start_postgres, stop_postgres, tansu_binary, wait_for_port
-from tests.bench.__main__ import machine
+from tests.bench.__main__ import record
 from tests.lifecycles import lifecycle
 from tests.stack import free_port
 
@@ -187,19 +187,10 @@ def main() -> None:
     finally:
         infra.stop()
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    header = (f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {commit} · scale-out,"
-              f" {BACKLOG:,} events per run (`make bench-scale`)\n\nMachine: {machine()}\n\n"
-              "Workers are `gridgov project five_have` processes in one consumer group, on the"
-              " embedded broker and PostgreSQL of the same machine; rates count from 10 % to"
-              " 90 % of the backlog applied.\n\n"
-              "| row | measured | baseline in the same run | note |\n|---|---|---|---|\n")
-    table = header + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
-    print(table)  # noqa: T201 - the benchmark's output is this table
-    with open("BENCHMARKS.md", "a", encoding="utf-8") as out:
-        out.write(table)
-
+    record(f"scale-out, {BACKLOG:,} events per run (`make bench-scale`)", rows, preface=(
+        "Workers are `gridgov project five_have` processes in one consumer group, on the"
+        " embedded broker and PostgreSQL of the same machine; rates count from 10 % to"
+        " 90 % of the backlog applied.\n\n"))
 
 if __name__ == "__main__":
     main()
