@@ -22,7 +22,6 @@ from prometheus_client import Counter
 from psycopg import sql
 from pydantic import ValidationError
 
-from events.catalog import event_from_json
 from events.commands import IssuedCommand, IssuedPointsCommand, PublishRanking
 from events.envelope import Event
 from events.log import (
@@ -37,7 +36,7 @@ from events.topics import INCIDENT_COMMANDS, INCIDENTS, POINTS, POINTS_COMMANDS,
 from projections import points_decider, transport
 from projections.five_have import RUNNING
 from projections.incident_decider import SLA_CLOCK, Rejected, decide, due, envelopes, for_command
-from projections.matters import FiveHave, chain_of
+from projections.matters import FiveHave, chain_of, timeline_of
 from projections.points_ledger import PointsLedger, account_of, ranking_snapshot, timelines_of
 from projections.points_rules import Catalog
 from projections.sla import Rules
@@ -200,9 +199,7 @@ class Incidents:
         return {"incident_id": command.incident_id}
 
     async def timeline(self, cur: Cursor, aggregate_id: str) -> list[Event[Any]]:
-        await cur.execute("select body from incident_timeline where incident_id = %s",
-                          [aggregate_id])
-        return [event_from_json(bytes(b)) for (b,) in await cur.fetchall()]
+        return await timeline_of(cur, aggregate_id)
 
     async def decide(self, cur: Cursor, command: IssuedCommand) -> list[Event[Any]]:
         chain = await chain_of(cur, command.incident_id)

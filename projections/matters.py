@@ -74,8 +74,13 @@ class FiveHave:
         return timelines
 
 
+async def timeline_of(cur: Cursor, incident_id: str) -> list[Event[Any]]:
+    """An incident's timeline as the projection holds it, in arrival order."""
+    await cur.execute("select body from incident_timeline where incident_id = %s", [incident_id])
+    return [event_from_json(bytes(b)) for (b,) in await cur.fetchall()]
+
+
 async def chain_of(cur: Cursor, incident_id: str) -> Chain:
     """The chain as the projection would fold it now (the decider's view of an incident)."""
-    await cur.execute("select body from incident_timeline where incident_id = %s", [incident_id])
-    return fold(incident_id, [event_from_json(bytes(b)) for (b,) in await cur.fetchall()])
+    return fold(incident_id, await timeline_of(cur, incident_id))
 

@@ -242,6 +242,7 @@ async def explain(
     marks = await watermarks(request).disclose()  # before reading: the facts are at least this
     parts: dict[str, dict[str, Any]] = {}
     async with request.app.state.store.cursor() as cur:
+        counts, _ = await counts_of(cur, place, span)
         for measure in measures:
             await cur.execute(
                 "select incident_id, event_id, day from rate_facts where measure = %s"
@@ -249,7 +250,6 @@ async def explain(
                 " order by day, incident_id limit %s",
                 [measure, *below(place), span.first, span.last, EXPLAIN_LIMIT + 1])
             rows = await cur.fetchall()
-            counts, _ = await counts_of(cur, place, span)
             parts[measure] = {
                 "measure": measure, "count": counts.get(measure, 0),
                 "facts": [{"incident_id": i, "event_id": str(e) if e else None,
