@@ -28,10 +28,13 @@ _SEGMENT = re.compile(r"^[0-9A-Za-z_-]{1,16}$")
 #: the same rules as regular expressions, for the APIs' OpenAPI documents
 PLACE_PATTERN = r"^\d{6}(/[0-9A-Za-z_-]{1,16}){0,4}$"
 GRID_PATTERN = r"^\d{6}(/[0-9A-Za-z_-]{1,16}){3,4}$"
+_PLACE = re.compile(r"\d{6}(/[0-9A-Za-z_-]{1,16}){0,4}", re.ASCII)
 
 
 def place_path(value: str) -> str:
     """county/town/community/grid[/building]: a 6-digit county code, then short codes."""
+    if _PLACE.fullmatch(value):  # every event carries one: the common case in one match
+        return value
     segments = value.split("/")
     if len(segments) > 5 or not all(_SEGMENT.match(s) for s in segments):
         raise ValueError("a place is 1-5 '/'-separated codes of letters, digits, '-' or '_'")

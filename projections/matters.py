@@ -27,16 +27,18 @@ class FiveHave:
               "rate_facts": "*", "rate_daily": "*"}
 
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
-        """Add the batch to the timelines, refold every touched matter, then its rates."""
+        """Add the batch to the timelines, refold every touched matter into its chain and its
+        rate facts, then move the rates."""
         timelines = await self._touched_timelines(cur, deliveries)
-        if timelines:
-            await cur.execute("delete from five_have where incident_id = any(%s)",
-                              [list(timelines)])
+        matters = {i: resolution_rates.matter(i, events) for i, events in timelines.items()}
+        if matters:
+            await cur.execute("delete from five_have where incident_id = any(%b)",
+                              [list(matters)])
             async with cur.copy(f"copy five_have ({COLUMNS}) from stdin") as copy:
-                for incident_id, events in timelines.items():
-                    await copy.write_row(row(fold(incident_id, events)))
+                for chain, _ in matters.values():
+                    await copy.write_row(row(chain))
         patrols = [d.event for d in deliveries if isinstance(d.event.payload, PatrolLogged)]
-        await resolution_rates.record(cur, timelines, patrols)
+        await resolution_rates.record(cur, {i: f for i, (_, f) in matters.items()}, patrols)
         await live.announce(cur, [d.event for d in deliveries])
 
     @staticmethod
@@ -45,14 +47,17 @@ class FiveHave:
         pairs = [(i, d.event) for d in deliveries for i in incidents_of(d.event)]
         if not pairs:
             return {}
+        # parameters go in binary (%b): psycopg's text form of a 500-body bytea[] cost more
+        # than the rest of the statement (a regex per element)
         await cur.execute(
             "insert into incident_timeline (incident_id, event_id, body)"
-            " select * from unnest(%s::text[], %s::uuid[], %s::bytea[])"
-            " on conflict do nothing returning incident_id",
+            " select * from unnest(%b::text[], %b::uuid[], %b::bytea[])"
+            " on conflict do nothing returning incident_id, event_id",
             [[i for i, _ in pairs], [e.event_id for _, e in pairs],
              [canonical(e) for _, e in pairs]],
         )
-        touched = sorted({i for (i,) in await cur.fetchall()})  # a redelivered copy adds nothing
+        inserted = await cur.fetchall()  # a redelivered copy adds nothing
+        touched = sorted({i for i, _ in inserted})
         if not touched:
             return {}
         # A patrol's findings touch incidents of other partitions, which another worker of
@@ -61,16 +66,21 @@ class FiveHave:
         # the event the other added.
         await cur.execute(
             "select pg_advisory_xact_lock(5, h) from"
-            " (select distinct hashtext(i) as h from unnest(%s::text[]) as u(i) order by h) m",
+            " (select distinct hashtext(i) as h from unnest(%b::text[]) as u(i) order by h) m",
             [touched],
         )
+        # the events this batch added are parsed already: only earlier ones come back as bodies
+        added = {event_id for _, event_id in inserted}
+        parsed = {e.event_id: e for _, e in pairs if e.event_id in added}
         await cur.execute(
-            "select incident_id, body from incident_timeline where incident_id = any(%s)",
-            [touched],
+            "select incident_id, event_id, case when event_id = any(%b) then null else body end"
+            " from incident_timeline where incident_id = any(%b)",
+            [list(parsed), touched],
         )
         timelines: dict[str, list[Event[Any]]] = {i: [] for i in touched}
-        for incident_id, body in await cur.fetchall():
-            timelines[incident_id].append(event_from_json(bytes(body)))
+        for incident_id, event_id, body in await cur.fetchall():
+            timelines[incident_id].append(parsed[event_id] if body is None
+                                          else event_from_json(bytes(body)))
         return timelines
 
 

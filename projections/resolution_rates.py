@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -30,7 +30,7 @@ from events.incident import (
     Level,
 )
 from events.patrol import PatrolLogged
-from projections.five_have import Chain, evolve, in_order
+from projections.five_have import Chain, evolve, in_order, replace
 from projections.sla import LOCAL
 from projections.store import Cursor
 
@@ -81,8 +81,9 @@ def _complete(chain: Chain) -> bool:
     return roles_ok and supervisor != chain.links["resolve"].actor_id and len(holders) >= 2
 
 
-def facts(incident_id: str, events: Iterable[Event[Any]]) -> list[Fact]:
-    """Every fact a matter contributes, from its timeline in any order of arrival."""
+def matter(incident_id: str, events: Iterable[Event[Any]]) -> tuple[Chain, list[Fact]]:
+    """A matter's chain and every fact it contributes, from one fold of its timeline in any
+    order of arrival (the projection writes both, so it folds once)."""
     chain, found = Chain(incident_id), []
     for event in in_order(incident_id, events):
         before, chain = chain, evolve(chain, event)
@@ -97,7 +98,12 @@ def facts(incident_id: str, events: Iterable[Event[Any]]) -> list[Fact]:
         found += _step_facts(before, chain, event, fact)
     if chain.grid is not None:
         found += _matter_facts(chain)
-    return sorted(found)
+    return chain, sorted(found)
+
+
+def facts(incident_id: str, events: Iterable[Event[Any]]) -> list[Fact]:
+    """Every fact a matter contributes, from its timeline in any order of arrival."""
+    return matter(incident_id, events)[1]
 
 
 def _step_facts(before: Chain, after: Chain, event: Event[Any], fact: Any) -> list[Fact]:
@@ -193,35 +199,37 @@ def exact(value: float) -> Decimal:
 def rollup(facts_: Iterable[Fact], sign: int = 1) -> tuple[Counter[Key], dict[Key, Decimal]]:
     """Counts and value sums per (place, day, measure), at every level above each grid."""
     counts: Counter[Key] = Counter()
-    totals: dict[Key, Decimal] = {}
+    micros: Counter[Key] = Counter()  # summed as integers: one Decimal per key, not per fact
     for f in facts_:
+        value = None if f.value is None else sign * int(exact(f.value).scaleb(6))
         for place in places_of(f.grid):
             key = (place, f.day, f.measure)
             counts[key] += sign
-            if f.value is not None:
-                totals[key] = totals.get(key, Decimal(0)) + sign * exact(f.value)
-    return counts, totals
+            if value is not None:
+                micros[key] += value
+    return counts, {key: Decimal(n).scaleb(-6) for key, n in micros.items()}
 
 
 FACT_COLUMNS = "measure, day, grid, incident_id, event_id, value"
 
 
-async def record(cur: Cursor, timelines: Mapping[str, Sequence[Event[Any]]],
+async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
                  patrols: Sequence[Event[PatrolLogged]]) -> None:
-    """Replace the touched matters' facts, add new patrols', and move the daily rollup by the
-    difference, inside the projection's transaction."""
-    new = [f for incident_id, events in timelines.items() for f in facts(incident_id, events)]
+    """Replace the touched matters' facts (each matter's whole set, from `matter`), add new
+    patrols', and move the daily rollup by the difference, inside the projection's
+    transaction."""
+    new = [f for matter_facts in timelines.values() for f in matter_facts]
     old: list[Fact] = []
     if timelines:
         await cur.execute(
-            "delete from rate_facts where incident_id = any(%s)"
+            "delete from rate_facts where incident_id = any(%b)"
             " returning measure, day, grid, incident_id, event_id, value",
             [list(timelines)])
         old = [Fact(*row) for row in await cur.fetchall()]
     if patrols:
         await cur.execute(
             "insert into rate_facts (measure, day, grid, incident_id, event_id)"
-            " select * from unnest(%s::text[], %s::date[], %s::text[], %s::text[], %s::uuid[])"
+            " select * from unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::uuid[])"
             " on conflict do nothing returning event_id",
             list(map(list, zip(*[(f.measure, f.day, f.grid, f.incident_id, f.event_id)
                                  for p in patrols for f in patrol_facts(p)], strict=True))))
@@ -240,20 +248,25 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Event[Any]]],
         totals[key] = totals.get(key, Decimal(0)) + value
     changed = sorted(k for k in counts.keys() | totals.keys() if counts[k] or totals.get(k))
     if changed:
+        # COPY, then one upsert: a batch moves thousands of (place, day, measure) keys, and
+        # psycopg formats COPY rows in C but array parameters in Python
+        await cur.execute(
+            "create temporary table if not exists rate_moves (place text, day date,"
+            " measure text, n bigint, total numeric) on commit delete rows")
+        async with cur.copy("copy rate_moves (place, day, measure, n, total) from stdin"
+                            ) as copy:
+            for k in changed:
+                await copy.write_row((*k, counts[k], totals.get(k, 0)))
         await cur.execute(
             "insert into rate_daily (place, depth, day, measure, n, total)"
-            " select p, array_length(string_to_array(p, '/'), 1), d, m, n, t"
-            " from unnest(%s::text[], %s::date[], %s::text[], %s::bigint[], %s::numeric[])"
-            "   as u(p, d, m, n, t)"
+            " select place, array_length(string_to_array(place, '/'), 1), day, measure, n,"
+            " total from rate_moves"
             " on conflict (place, day, measure) do update"
-            " set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total",
-            [[k[0] for k in changed], [k[1] for k in changed], [k[2] for k in changed],
-             [counts[k] for k in changed], [totals.get(k, Decimal(0)) for k in changed]])
+            " set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total")
         # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one
         await cur.execute(
             "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
-            " (select * from unnest(%s::text[], %s::date[], %s::text[]))",
-            [[k[0] for k in changed], [k[1] for k in changed], [k[2] for k in changed]])
+            " (select place, day, measure from rate_moves)")
 
 
 @dataclass(frozen=True)
