@@ -8,6 +8,12 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+#: The largest event the log carries, in canonical form: Kafka's default record limit
+#: (`message.max.bytes`, 1 MiB), above the largest valid event (a patrol's 200 checkpoints and
+#: 100 findings ≈ 0.7 MiB). Ingest refuses a bigger one (413); a projector parks a bigger record
+#: in the dead letters instead of applying it (a producer that bypassed ingest).
+MAX_EVENT_BYTES = 1024 * 1024
+
 
 def canonical(value: BaseModel | dict[str, Any]) -> bytes:
     data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value

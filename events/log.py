@@ -171,14 +171,19 @@ class EventLog:
         ]
 
     async def dead_letter(self, projection: str, poison: Sequence[tuple[Record, str]]) -> None:
-        """Park unreadable records with their original bytes, headers, position and reason."""
+        """Park unreadable records with their original bytes, headers, position and reason.
+
+        Keyed by the original position (`dead_letter_key`): a crash before the batch commits
+        parks the record again on the next try, and readers keep one copy per key
+        (`dead_letters`)."""
         loop = asyncio.get_running_loop()
 
         def send() -> list[asyncio.Future[Any]]:
             return [
                 _bridge(self.send_raw(
-                    DEAD_LETTERS.name, record.value, key=record.key,
+                    DEAD_LETTERS.name, record.value, key=dead_letter_key(record),
                     headers=[*record.headers,
+                             ("dlq.key", record.key or b""),
                              ("dlq.projection", projection.encode()),
                              ("dlq.topic", record.topic.encode()),
                              ("dlq.partition", str(record.partition).encode()),
@@ -201,6 +206,37 @@ class EventLog:
 
     def flush(self, timeout: float | None = None) -> None:
         self._producer.flush(timeout=timeout)
+
+
+def dead_letter_key(record: Record) -> bytes:
+    """Where a poison record was found: one dead letter per position, however often parked."""
+    return f"{record.topic}/{record.partition}/{record.offset}".encode()
+
+
+def dead_letters(bootstrap: str, timeout: float = 30.0) -> dict[bytes, Record]:
+    """The dead-letter topic as it means: the first copy of each parked position, by key."""
+    kafka = consumer(bootstrap)
+    found: dict[bytes, Record] = {}
+    try:
+        tps = partitions_of(kafka, [DEAD_LETTERS.name])
+        ends = end_offsets(kafka, tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        kafka.assign(tps)
+        kafka.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            for tp, records in kafka.poll(timeout_ms=200).items():
+                for r in records:
+                    if r.offset < ends[tp] and r.key is not None:
+                        found.setdefault(r.key, Record(r.topic, r.partition, r.offset, r.key,
+                                                       r.value, tuple(r.headers or ())))
+                if kafka.position(tp) >= ends[tp]:
+                    left.discard(tp)
+        if left:
+            raise LogUnavailable(f"dead letters not read to their end in {timeout} s")
+    finally:
+        kafka.close()
+    return found
 
 
 def _bridge(future: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:

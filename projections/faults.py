@@ -24,6 +24,8 @@ POINTS = {
     "after_ack_before_receipt",
     # ingest: the receipt is stored, the 201 never leaves
     "after_receipt_before_answer",
+    # runner: poison records are in the dead-letter topic, the batch is not committed
+    "after_dead_letter",
     # runner: the read model and next offsets are written, the transaction is not committed
     "after_write_before_commit",
     # runner: the batch is committed; faust has not committed its own offsets

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Histogram
 
 from events.catalog import InvalidEvent, event_from_json
+from events.codec import MAX_EVENT_BYTES
 from events.envelope import Event
 from events.log import Record
 from projections import faults
@@ -92,6 +93,10 @@ def plan(records: Sequence[Record], stored: dict[TP, int]) -> tuple[list[Record]
 def decode(records: Sequence[Record]) -> tuple[list[Delivery], list[tuple[Record, str]]]:
     deliveries, poison = [], []
     for record in records:
+        if len(record.value) > MAX_EVENT_BYTES:  # valid or not: no event is that big
+            poison.append((record, f"body: {len(record.value)} bytes, larger than"
+                                   f" {MAX_EVENT_BYTES}"))
+            continue
         try:
             deliveries.append(Delivery(record, event_from_json(record.value)))
         except InvalidEvent as exc:
@@ -113,7 +118,8 @@ class Runner:
             fresh, rewind = plan(records, stored)
             deliveries, poison = decode(fresh)
             if poison and self.dead_letter is not None:
-                await self.dead_letter(name, poison)
+                await self.dead_letter(name, poison)  # keyed by position: a redo is a copy
+                faults.reached(name, "after_dead_letter")
             if deliveries:
                 await self.projection.write(cur, deliveries)
             next_offsets: dict[TP, int] = {}

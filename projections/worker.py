@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import faust
+import psycopg
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 from prometheus_client import Gauge, start_http_server
@@ -17,13 +18,15 @@ from projections import transport
 from projections.archive import Archive
 from projections.matters import FiveHave
 from projections.points_ledger import PointsLedger
-from projections.runner import Projection, Runner
+from projections.runner import Outcome, Projection, Runner
 from projections.store import Store
 
 log = logging.getLogger(__name__)
 
 PROJECTIONS: dict[str, type[Projection]] = {"archive": Archive, "five_have": FiveHave,
                                             "points_ledger": PointsLedger}
+
+MAX_PAUSE = 5.0  # seconds between tries of a batch PostgreSQL refused
 
 LAG = Gauge(
     "gridgov_projector_lag", "Records behind the broker's high watermark",
@@ -74,6 +77,21 @@ def projector_app(projection: Projection, *, bootstrap: str, database_url: str,
                 log.info("%s: partitions moved while seeking; the next assignment seeks",
                          projection.name)
 
+    async def apply_until_taken(records: list[Record]) -> Outcome:
+        """PostgreSQL away (restarting, in recovery, out of disk) is waited out, not skipped:
+        the same batch again after a growing pause; the runner makes a repeat harmless."""
+        pause = 0.1
+        while True:
+            try:
+                await open_store()
+                return await runner.apply(records)
+            except psycopg.OperationalError as exc:  # PoolTimeout and DiskFull are ones too
+                log.warning("%s: PostgreSQL refused a batch (%s); again in %.1f s",
+                            projection.name, str(exc).splitlines()[0] if str(exc) else
+                            type(exc).__name__, pause)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, MAX_PAUSE)
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def seek_to_stored(app: Any, assigned: set[Any], **_: Any) -> None:
         # faust's recovery may then seek to its own committed offsets (faust #606): wherever
@@ -88,13 +106,13 @@ def projector_app(projection: Projection, *, bootstrap: str, database_url: str,
             with contextlib.suppress(KeyError):
                 LAG.remove(projection.name, tp.topic, str(tp.partition))
 
-    # concurrency 1: faust can commit past an in-flight message above 1 (its issue #606)
+    # concurrency 1, pinned: above 1 faust can commit past a message another actor still
+    # holds (its issue #606), so a kill -9 then would leave it to our stored offsets alone;
+    # at 1 the batches of a partition also commit in their order. Tested in test_faults.py.
     @app.agent(topic, concurrency=1)
     async def project(stream: Any) -> None:
         async for events in stream.take_events(batch, within=0.05):
-            records = [_record(e.message) for e in events]
-            await open_store()
-            outcome = await runner.apply(records)
+            outcome = await apply_until_taken([_record(e.message) for e in events])
             for (t, p), offset in outcome.rewind.items():
                 log.warning("%s: rewinding %s/%d to stored offset %d", projection.name, t, p,
                             offset)

@@ -7,15 +7,19 @@ lost and nothing counted twice, and every read model equals its rebuild from off
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import signal
+import subprocess
 import threading
+import time
 import uuid
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +28,20 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
+from events.catalog import event_from_json
+from events.codec import MAX_EVENT_BYTES
 from events.envelope import Event, Role
-from events.log import Record, consumer, end_offsets, partitions_of
+from events.log import Record, consumer, dead_letter_key, dead_letters, end_offsets, partitions_of
 from events.topics import DEAD_LETTERS, INCIDENTS
 from projections import sla
 from projections.archive import Archive
+from projections.five_have import fold
 from projections.matters import FiveHave
 from projections.replay import fresh_schema, read_log, replay
+from projections.resolution_rates import local_day
 from projections.runner import Projection, Runner
 from projections.store import TP, Store
+from projections.worker import projector_app
 from tests.lifecycles import lifecycle
 from tests.oracle import Oracle, archived, digests, in_timelines, mismatches
 from tests.stack import RunningStack, an_incident, wait_until
@@ -281,7 +290,15 @@ def _healthy(stack: RunningStack) -> bool:
 # -- scenario 6: 1 % poison ----------------------------------------------------------------
 def poison(marker: str, n: int, rng: random.Random) -> bytes:
     valid = an_incident(f"poison/{marker}/001/01")
-    kind = n % 4
+    kind = n % 5
+    if kind == 4:  # a valid event (a ranking of 20,000 households), larger than MAX_EVENT_BYTES
+        watermark = {f"hh-{marker}-{i:05d}-{'x' * 20}": i for i in range(20_000)}
+        return orjson_bytes({**valid, "actor": {"id": "points-decider", "role": "system"},
+                             "recorded_at": valid["occurred_at"], "grid": "000000/000/001/01",
+                             "event_type": "points.ranking_published", "aggregate_seq": n,
+                             "payload": {"compound": "000000/000/001/01", "period": "2026-10",
+                                         "ranks": [], "progress": None, "watermark": watermark,
+                                         "tie_break": "points, then the earlier last deed"}})
     if kind == 0:
         return f'{{"not json {marker} {n}'.encode()
     if kind == 1:
@@ -305,7 +322,8 @@ def test_one_percent_poison_is_dead_lettered_whole_and_everything_else_applied(
     oracle = Oracle(county)
     token = stack.token(Role.worker, county)
     marker = uuid.uuid4().hex
-    producer = KafkaProducer(bootstrap_servers=stack.info["kafka_bootstrap"], acks="all")
+    producer = KafkaProducer(bootstrap_servers=stack.info["kafka_bootstrap"], acks="all",
+                             max_request_size=8 * 1024 * 1024)
     parked: dict[tuple[str, int, int], bytes] = {}
     with stack.ingest(token) as phone:
         for n in range(int(10 * SCALE)):
@@ -350,3 +368,322 @@ def test_one_percent_poison_is_dead_lettered_whole_and_everything_else_applied(
         assert value == parked[at]  # the original bytes, untouched
         assert headers["dlq.reason"]
         assert headers["dlq.projection"] == b"archive"
+        if len(value) > MAX_EVENT_BYTES:  # valid, yet parked for its size
+            assert event_from_json(value)
+            assert b"larger than" in headers["dlq.reason"]
+    assert sum(len(v) > MAX_EVENT_BYTES for v in parked.values()) == int(10 * SCALE) // 5
+
+
+# -- gap of scenario 6: a crash between the dead letter and the batch's commit --------------
+def test_a_poison_record_parked_again_after_a_crash_is_one_dead_letter(chaos: Chaos) -> None:
+    stack, marker = chaos.stack, uuid.uuid4().hex
+    producer = KafkaProducer(bootstrap_servers=stack.info["kafka_bootstrap"], acks="all")
+    pid = stack.reload()["pids"]["projector-archive"]
+    chaos.arm("archive:after_dead_letter=1")  # parked, then dead before the batch commits
+    try:
+        where = producer.send(INCIDENTS.name, key=marker.encode(),
+                              value=f"not json {marker}".encode()).get(timeout=10)
+        wait_until(lambda: stack.reload()["pids"]["projector-archive"] != pid, timeout=90,
+                   what="the archive to die after parking the poison record")
+    finally:
+        chaos.arm("")
+        producer.close()
+    settled(stack, Archive)  # the restarted archive parks it again, then commits past it
+    key = dead_letter_key(Record(where.topic, where.partition, where.offset, None, b""))
+    copies = [r for r in _raw_dead_letters(stack) if r.key == key]
+    assert len(copies) >= 2  # the crash really came between the two
+    letters = dead_letters(stack.info["kafka_bootstrap"])
+    assert letters[key].value == f"not json {marker}".encode()
+    assert dict(letters[key].headers)["dlq.key"] == marker.encode()
+    assert sum(1 for k in letters if k == key) == 1
+
+
+def _raw_dead_letters(stack: RunningStack) -> list[Any]:
+    kafka = consumer(stack.info["kafka_bootstrap"])
+    try:
+        tps = partitions_of(kafka, [DEAD_LETTERS.name])
+        ends = end_offsets(kafka, tps)
+        kafka.assign(tps)
+        kafka.seek_to_beginning(*tps)
+        out, left = [], {tp for tp in tps if ends[tp] > 0}
+        while left:
+            for tp, records in kafka.poll(timeout_ms=500).items():
+                out += [r for r in records if r.offset < ends[tp]]
+                if kafka.position(tp) >= ends[tp]:
+                    left.discard(tp)
+        return out
+    finally:
+        kafka.close()
+
+
+# -- scenario 9: faust #606, the agent pinned at concurrency 1 -------------------------------
+def test_projection_agents_are_pinned_at_concurrency_one(chaos: Chaos) -> None:
+    stack = chaos.stack
+    for projection in (Archive(), FiveHave()):
+        app = projector_app(projection, bootstrap=stack.info["kafka_bootstrap"],
+                            database_url=stack.info["database_url"])
+        assert [agent.concurrency for agent in app.agents.values()] == [1], projection.name
+
+
+def test_a_slow_first_batch_killed_with_sigkill_is_applied_after_the_restart(
+    chaos: Chaos,
+) -> None:
+    stack = chaos.stack
+    county, grids = a_county(random.Random())
+    token = stack.token(Role.worker, county)
+    settled(stack, Archive)
+    pid = stack.reload()["pids"]["projector-archive"]
+    with psycopg.connect(stack.info["database_url"]) as holder:
+        # the archive's batch waits on its offset rows: a slow first message, held by us
+        holder.execute("select 1 from projection_offsets where projection = 'archive'"
+                       " for update").fetchall()
+        with stack.ingest(token) as phone:
+            event = an_incident(grids[0])
+            assert phone.post("/v1/events", json=event).status_code == 201
+        wait_until(lambda: stack.sql(
+            "select 1 from pg_stat_activity where wait_event_type = 'Lock'"
+            " and query like '%%projection_offsets%%for update%%'"), timeout=30,
+            what="the archive's batch to wait on its offsets")
+        os.kill(pid, signal.SIGKILL)  # a process of our own stack, by its id
+        holder.rollback()
+    wait_until(lambda: stack.reload()["pids"]["projector-archive"] != pid, timeout=60,
+               what="the supervisor to restart the archive")
+    wait_until(lambda: stack.archived_under(county) == 1, timeout=90,
+               what="the slow event applied by the restarted archive")
+    assert archived(stack, county) == {event["event_id"]: 1}
+
+
+# -- scenario 2: PostgreSQL crashes twice mid-stream ----------------------------------------
+@dataclass
+class Stream:
+    """Phones through ingest and deciders straight onto the log, until stopped."""
+
+    stack: RunningStack
+    oracle: Oracle
+    grids: list[str]
+    rng: random.Random
+    stop: threading.Event = field(default_factory=threading.Event)
+    failures: list[BaseException] = field(default_factory=list)
+    answers: list[tuple[float, int | None, str | None]] = field(default_factory=list)
+
+    def __enter__(self) -> Stream:
+        self.threads = [threading.Thread(target=self._phones),
+                        threading.Thread(target=self._deciders)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _phones(self) -> None:
+        token = self.stack.token(Role.worker, self.oracle.place)
+        try:
+            with self.stack.ingest(token) as phone:
+                unanswered: list[dict[str, Any]] = []
+                while not self.stop.is_set():
+                    batch = unanswered or [an_incident(self.rng.choice(self.grids))
+                                           for _ in range(100)]
+                    try:
+                        answer = phone.post("/v1/events/batch", json={"events": batch})
+                    except httpx.HTTPError:
+                        self.oracle.unknown(str(e["event_id"]) for e in batch)
+                        self.answers.append((time.monotonic(), None, None))
+                        unanswered = batch
+                        self.stop.wait(PACE)
+                        continue
+                    self.answers.append((time.monotonic(), answer.status_code,
+                                         answer.headers.get("retry-after")))
+                    if answer.status_code == 200:
+                        for result in answer.json()["results"]:
+                            if result["status"] == 201:
+                                self.oracle.ack([str(batch[result["index"]]["event_id"])])
+                        unanswered = []
+                    else:
+                        self.oracle.unknown(str(e["event_id"]) for e in batch)
+                        unanswered = batch
+                    self.stop.wait(PACE)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            self.failures.append(exc)
+
+    def _deciders(self) -> None:
+        try:
+            rules, start = sla.load(), datetime.now(UTC) - timedelta(days=20)
+            while not self.stop.is_set():
+                chunk: list[Event[Any]] = []
+                while len(chunk) < 100:
+                    chunk += lifecycle(rules, self.rng.choice(self.grids), self.rng,
+                                       start + timedelta(minutes=self.rng.randint(0, 20000)))
+                self.stack.publish(chunk)
+                self.oracle.ack(str(e.event_id) for e in chunk)
+                self.stop.wait(PACE)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            self.failures.append(exc)
+
+    def refused_since(self, since: float) -> bool:
+        return any(at > since and status != 200 for at, status, _ in list(self.answers))
+
+
+def applied_total(stack: RunningStack, projection: str) -> int:
+    return int(stack.sql("select coalesce(sum(next_offset), 0) from projection_offsets"
+                         " where projection = %s", projection)[0][0])
+
+
+def test_postgres_crashing_twice_mid_stream_pauses_projectors_and_skips_nothing(
+    chaos: Chaos,
+) -> None:
+    stack, rng = chaos.stack, random.Random()
+    county, grids = a_county(rng)
+    oracle = Oracle(county)
+    stalls: list[float] = []
+    with Stream(stack, oracle, grids, rng) as stream:
+        for _ in range(max(2, int(2 * SCALE))):
+            so_far = len(oracle.acked)
+            wait_until(lambda n=so_far: len(oracle.acked) >= n + 400, timeout=120,
+                       what="the stream to go on")
+            before = {p: applied_total(stack, p) for p in (Archive.name, FiveHave.name)}
+            crashed = time.monotonic()
+            stack.crash_postgres()
+            wait_until(lambda c=crashed: stream.refused_since(c), timeout=60,
+                       what="ingest to refuse while PostgreSQL is down")
+            stack.start_postgres()
+            up = time.monotonic()
+            for name, total in before.items():
+                wait_until(lambda n=name, t=total: applied_total(stack, n) > t, timeout=60,
+                           what=f"{name} to apply again after PostgreSQL came back")
+                stalls.append(time.monotonic() - up)
+    assert not stream.failures, stream.failures
+    refusals = [(s, r) for _, s, r in stream.answers if s is not None and s != 200]
+    assert all(s == 503 and r for s, r in refusals), refusals  # 503 with Retry-After
+    assert max(stalls) < 60, stalls
+    settled(stack, Archive, FiveHave)
+    logged = oracle.log_ids(stack, Archive.topics)
+    anomalies = oracle.check(stack, {"archive": archived(stack, county),
+                                     "five_have": in_timelines(stack, logged)}, logged)
+    anomalies += mismatches(stack, Archive(), "pgcrash_archive")
+    anomalies += mismatches(stack, FiveHave(), "pgcrash_five_have")
+    assert [str(a) for a in anomalies] == []
+    print(f"scenario 2: stalls after PostgreSQL came back {[round(s, 1) for s in stalls]} s;"  # noqa: T201
+          f" {len(oracle.acked)} acknowledged, {len(refusals)} refused answers")
+
+
+# -- scenario 5: phones syncing hours and weeks late; a resolve before its report ------------
+def test_a_phone_syncing_hours_and_weeks_late_changes_past_figures_and_loses_nothing(
+    chaos: Chaos,
+) -> None:
+    stack, rng = chaos.stack, random.Random()
+    county, grids = a_county(rng)
+    oracle = Oracle(county)
+    token = stack.token(Role.worker, county)
+    now = datetime.now(UTC)
+    per_stamp = int(500 * SCALE)
+    stamped: Counter[date] = Counter()
+    with stack.ingest(token) as phone:
+        for late in (timedelta(hours=6), timedelta(days=40)):
+            events = [an_incident(rng.choice(grids), occurred_at=(
+                now - late + timedelta(seconds=i)).isoformat()) for i in range(per_stamp)]
+            stamped.update(local_day(datetime.fromisoformat(e["occurred_at"])) for e in events)
+            for at in range(0, len(events), 500):
+                assert oracle.post_batch(phone, events[at:at + 500]) == 200
+    assert len(oracle.acked) == 2 * per_stamp
+    settled(stack, Archive, FiveHave)
+    reported = dict(stack.sql("select day, n from rate_daily where place = %s"
+                              " and measure = 'reported'", county))
+    assert reported == dict(stamped)  # each counted on the day it happened, none dropped
+    logged = oracle.log_ids(stack, Archive.topics)
+    anomalies = oracle.check(stack, {"archive": archived(stack, county),
+                                     "five_have": in_timelines(stack, logged)}, logged)
+    assert [str(a) for a in anomalies] == []
+
+    # a matter's later steps arrive first (a decider's events, a phone's queue in any order)
+    events = lifecycle(sla.load(), grids[0], rng, now - timedelta(days=2))
+    incident = events[0].aggregate_id
+    stack.publish(events[1:])
+    settled(stack, FiveHave)
+    parked = stack.sql("select count(*) from incident_timeline where incident_id = %s",
+                       incident)[0][0]
+    assert parked == len(events) - 1  # kept in the matter's timeline, not dropped
+    assert stack.sql("select report_at from five_have where incident_id = %s",
+                     incident) in ([], [(None,)])
+    stack.publish(events[:1])  # the report comes last
+    settled(stack, FiveHave)
+    in_order = fold(incident, events)
+    assert fold(incident, reversed(events)) == in_order  # the fold ignores arrival order
+    found = stack.sql("select stage, report_at, resolve_at, supervise_at, chain_complete,"
+                      " last_seq from five_have where incident_id = %s", incident)
+    assert found == [(in_order.stage, in_order.links["report"].at,
+                      in_order.links["resolve"].at, in_order.links["supervise"].at,
+                      in_order.complete, in_order.last_seq)]
+
+
+# -- scenario 7: the disk under PostgreSQL's data directory fills up ------------------------
+@pytest.fixture(scope="module")
+def small_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A stack of its own whose PostgreSQL lives on a small tmpfs (we run as root: the test
+    mounts it; without CAP_SYS_ADMIN `mount` fails here, naming why)."""
+    home = tmp_path_factory.mktemp("small_disk") / "home"
+    pgdata = home / "pg"
+    pgdata.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m,mode=0700",
+                              "tmpfs", str(pgdata)], capture_output=True, text=True)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs for PostgreSQL: {mounted.stderr}"
+    stack = RunningStack(home)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+        subprocess.run(["umount", "--lazy", str(pgdata)], check=False)
+
+
+DISK_MB = 256
+
+
+def test_a_full_disk_under_postgres_refuses_writes_until_freed_and_loses_nothing(
+    small_disk: RunningStack,
+) -> None:
+    stack, rng = small_disk, random.Random()
+    county, grids = a_county(rng)
+    oracle = Oracle(county)
+    ballast = stack.pgdata / "ballast"
+    pids = {n: stack.reload()["pids"][n] for n in ("ingest", "projector-archive",
+                                                     "projector-five_have")}
+    with Stream(stack, oracle, grids, rng) as stream:
+        wait_until(lambda: len(oracle.acked) >= 400, timeout=120, what="the stream to start")
+        filled = time.monotonic()
+        with open(ballast, "wb") as fill:  # noqa: PTH123 - every free byte, at once
+            free = os.statvfs(stack.pgdata).f_bavail * os.statvfs(stack.pgdata).f_frsize
+            with contextlib.suppress(OSError):
+                os.posix_fallocate(fill.fileno(), 0, free)
+        wait_until(lambda: stream.refused_since(filled), timeout=120,
+                   what="ingest to refuse while the disk is full")
+        for name in ("projector-archive", "projector-five_have"):  # they wait, not skip
+            wait_until(lambda n=name: "PostgreSQL refused a batch" in _log(stack, n),
+                       timeout=60, what=f"{name} to meet the full disk")
+        assert "No space left on device" in (stack.pgdata / "log").read_text(errors="replace")
+        acked_while_full = len(oracle.acked)
+        ballast.unlink()
+        freed = time.monotonic()
+        if not stack.postgres_accepts():  # a PANIC stopped it: its supervisor starts it again
+            stack.start_postgres()
+        wait_until(lambda: len(oracle.acked) > acked_while_full + 200, timeout=120,
+                   what="ingest to accept again once space is freed")
+        recovered = time.monotonic() - freed
+    assert not stream.failures, stream.failures
+    assert {n: stack.reload()["pids"][n] for n in pids} == pids  # nobody crash-looped
+    refusals = [(s, r) for _, s, r in stream.answers if s is not None and s != 200]
+    assert refusals and all(s == 503 and r for s, r in refusals), refusals
+    settled(stack, Archive, FiveHave)
+    logged = oracle.log_ids(stack, Archive.topics)
+    anomalies = oracle.check(stack, {"archive": archived(stack, county),
+                                     "five_have": in_timelines(stack, logged)}, logged)
+    anomalies += mismatches(stack, Archive(), "disk_archive")
+    anomalies += mismatches(stack, FiveHave(), "disk_five_have")
+    assert [str(a) for a in anomalies] == []
+    print(f"scenario 7: {len(refusals)} refusals while full, ingest back {recovered:.1f} s"  # noqa: T201
+          f" after freeing; {len(oracle.acked)} acknowledged")
+
+
+def _log(stack: RunningStack, child: str) -> str:
+    return (stack.home / "logs" / f"{child}.log").read_text(encoding="utf-8", errors="replace")
