@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events.envelope import Payload
 from events.incident import REPORTERS, Location, Text
+from events.personal import Personal, Sealed
 
 
 class DisputeKind(StrEnum):
@@ -21,12 +22,20 @@ class DisputeKind(StrEnum):
     other = "other"
 
 
+Name = Annotated[str, Field(min_length=1, max_length=50)]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9 -]{5,20}$")]
+
+
 class Party(BaseModel):
-    """A party to the dispute: a resident's personal data."""
+    """A party to the dispute: a resident, whose name and phone are personal data.
+
+    Apps send text; on the log each value is `Sealed` under the party's own key (ingest seals
+    it, events/personal.py). Text on the log is what older producers wrote: masked, not erasable.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    name: Annotated[str, Field(min_length=1, max_length=50)]
-    phone: Annotated[str, Field(pattern=r"^\+?[0-9 -]{5,20}$")] | None = None
+    name: Annotated[Name | Sealed, Personal("name")]
+    phone: Annotated[Phone | Sealed, Personal("phone")] | None = None
 
 
 class DisputeReported(Payload, type="dispute.reported", emitted_by=REPORTERS):

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from events.envelope import Role
 from projections.audit import HISTORY, history_row, verify_archive
+from services import personal
 from services.auth import Caller, Principal
 from services.errors import Forbidden, NotFound, json_response
 
@@ -35,6 +36,9 @@ async def history(request: Request, caller: Caller,
     shown = [r for r in rows if r["event"].get("grid") and caller.covers(r["event"]["grid"])]
     if not shown:
         raise NotFound("aggregate_id", "no history in your scope")
+    for row, event in zip(shown, await personal.disclosed(  # auditors see personal data masked
+            request, caller, [r["event"] for r in shown]), strict=True):
+        row["event"] = event
     return json_response({"aggregate_id": aggregate_id, "events": shown})
 
 

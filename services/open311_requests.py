@@ -209,8 +209,8 @@ def service_request(incident_id: str, timeline: list[Event[Any]], rules: Rules, 
     payload = report.payload
     last = last_transition(incident_id, timeline) or report
     if isinstance(payload, DisputeReported):
-        known = tuple(p.name for p in payload.parties) + tuple(
-            p.phone for p in payload.parties if p.phone)
+        # sealed parties were said as 某某 in the free text at ingest; older ones are text
+        known = tuple(v for p in payload.parties for v in (p.name, p.phone) if isinstance(v, str))
         text, address, photos = payload.summary, payload.location.description, []
     else:
         known, address, photos = (), payload.location.address, payload.photos

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from fastapi import FastAPI, Path, Query
+from fastapi import FastAPI, Path, Query, Request
 from prometheus_client import make_asgi_app
 from pydantic import AwareDatetime
 from starlette.responses import Response
@@ -18,10 +18,11 @@ from starlette.responses import Response
 from events.catalog import event_from_json
 from events.envelope import PLACE_PATTERN, place_path
 from events.incident import Category
+from events.log import EventLog
 from projections.five_have import LINKS, timeline_order
 from projections.matters import FiveHave
 from projections.store import Store
-from services import audit, errors, live, rates
+from services import audit, auth, errors, live, personal, rates
 from services.auth import Caller, Principal
 from services.errors import Invalid, NotFound, json_response
 from services.live import Feed
@@ -56,17 +57,22 @@ def create_app(settings: Settings) -> FastAPI:
                                           FiveHave.name)
         app.state.feed = Feed(settings.database_url or "")
         app.state.feed.start()
+        # break-glass reads and erasures are recorded on the audit topic before they happen
+        app.state.log = EventLog(settings.kafka_bootstrap or "", client_id="gridgov-query")
         yield
+        app.state.log.close()
         await app.state.feed.stop()
         app.state.watermarks.close()
         await app.state.store.close()
 
     app = FastAPI(title="gridgov query", version="1", lifespan=lifespan)
     errors.install(app)
+    auth.install(app, settings)
     app.mount("/metrics", make_asgi_app())
     app.include_router(rates.router)
     app.include_router(audit.router)
     app.include_router(live.router)
+    app.include_router(personal.router)
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard() -> Response:
@@ -78,20 +84,27 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/v1/events/{event_id}")
-    async def get_event(event_id: UUID, caller: Caller) -> Response:
-        """One archived event with its place in the log and the hash chain."""
+    async def get_event(event_id: UUID, caller: Caller, request: Request,
+                        reason: personal.BreakGlass) -> Response:
+        """One archived event with its place in the log and the hash chain; residents'
+        personal data masked unless this is a break-glass read."""
         async with app.state.store.cursor() as cur:
             await cur.execute(f"{ARCHIVED} where event_id = %s", [event_id])  # noqa: S608
             row = await cur.fetchone()
         # out of scope answers as absent: ids must not reveal what exists elsewhere
         if row is None or not caller.covers(orjson.loads(row[-1])["grid"]):
             raise NotFound("event_id", "no such event in your scope")
-        return json_response(_archived(row))
+        found = _archived(row)
+        found["event"], = await personal.disclosed(
+            request, caller, [found["event"]], reason=reason,
+            about=(found["event"]["aggregate_id"], found["event"]["grid"]))
+        return json_response(found)
 
     @app.get("/v1/places/{place:path}/events")
     async def place_events(
         place: Annotated[str, Path(max_length=100, pattern=PLACE_PATTERN)],
         caller: Caller,
+        request: Request,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     ) -> Response:
@@ -109,6 +122,9 @@ def create_app(settings: Settings) -> FastAPI:
             )
             rows = await cur.fetchall()
         items = [_archived(r) for r in rows]
+        for item, event in zip(items, await personal.disclosed(
+                request, caller, [i["event"] for i in items]), strict=True):
+            item["event"] = event  # a listing is always masked: break-glass reads one matter
         return json_response({
             "place": place,
             "items": items,
@@ -117,9 +133,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/incidents/{incident_id}")
     async def get_incident(
-        incident_id: Annotated[str, Path(max_length=64)], caller: Caller
+        incident_id: Annotated[str, Path(max_length=64)], caller: Caller, request: Request,
+        reason: personal.BreakGlass,
     ) -> Response:
-        """One incident's five-have chain and its full timeline."""
+        """One incident's five-have chain and its full timeline; residents' personal data
+        masked unless this is a break-glass read."""
         async with app.state.store.dict_cursor() as cur:
             await cur.execute("select * from five_have where incident_id = %s", [incident_id])
             found = await cur.fetchone()
@@ -129,8 +147,10 @@ def create_app(settings: Settings) -> FastAPI:
                               [incident_id])
             timeline = [event_from_json(bytes(r["body"])) for r in await cur.fetchall()]
         timeline.sort(key=lambda e: timeline_order(incident_id, e))
-        return json_response({**chain_json(found),
-                              "timeline": [e.model_dump(mode="json") for e in timeline],
+        shown = await personal.disclosed(request, caller,
+                                         [e.model_dump(mode="json") for e in timeline],
+                                         reason=reason, about=(incident_id, found["grid"]))
+        return json_response({**chain_json(found), "timeline": shown,
                               "watermark": await app.state.watermarks.disclose()})
 
     async def list_chains(caller: Principal, place: str, kind: str | None, stage: str | None,
