@@ -15,8 +15,17 @@ from events.envelope import Role
 from services.settings import Settings
 
 
+def kept(path: Path, make: str) -> str:
+    """A dev secret made once and kept (owner-only) in $GRIDGOV_HOME."""
+    if not path.exists():
+        path.write_text(make)
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def load_settings() -> Settings:
-    """GRIDGOV_* settings; in dev the token secret is made once and kept in $GRIDGOV_HOME.
+    """GRIDGOV_* settings; in dev the token secret and the master key that wraps residents'
+    data keys are made once and kept in $GRIDGOV_HOME.
     Every Kafka client of the process authenticates as its GRIDGOV_KAFKA_* principal."""
     import os
 
@@ -27,11 +36,10 @@ def load_settings() -> Settings:
     else:
         home = Path(os.environ.get("GRIDGOV_HOME", ".gridgov"))
         home.mkdir(parents=True, exist_ok=True)
-        secret_file = home / "token.secret"
-        if not secret_file.exists():
-            secret_file.write_text(secrets.token_urlsafe(48))
-            secret_file.chmod(0o600)
-        settings = Settings.from_env(token_secret=secret_file.read_text().strip())
+        master = {} if "GRIDGOV_MASTER_KEY" in os.environ else {"master_key": kept(
+            home / "master.key", secrets.token_urlsafe(32))}
+        settings = Settings.from_env(token_secret=kept(home / "token.secret",
+                                                       secrets.token_urlsafe(48)), **master)
     use_auth(KafkaAuth(settings.kafka_security_protocol, settings.kafka_sasl_mechanism,
                        settings.kafka_username, settings.kafka_password,
                        str(settings.kafka_ca_file) if settings.kafka_ca_file else None))
@@ -303,22 +311,106 @@ def migrate() -> None:
 
 
 @main.group()
+def person() -> None:
+    """Residents' personal data (个人信息)."""
+
+
+@person.command("erase")
+@click.option("--grid", required=True, help="The grid the person was named in.")
+@click.option("--name", required=True, help="The name as the disputes gave it.")
+@click.option("--phone", default=None, help="The phone as the disputes gave it, if any.")
+@click.option("--reason", required=True, help="The request (a ticket), not the person.")
+@click.option("--by", "by", default="admin-cli", help="who erases (recorded in the log)")
+def person_erase(grid: str, name: str, phone: str | None, reason: str, by: str) -> None:
+    """Erase a resident: delete their data key (crypto-shredding) and record it on the audit
+    topic; exit 1 if no data of theirs is held."""
+    from events.envelope import Actor
+    from events.log import EventLog
+    from projections.store import Store
+    from services.personal import Erasure, Keyring, erase
+
+    settings = load_settings()
+
+    async def erased() -> Any:
+        store = await Store(settings.database_url or "").open()
+        log = EventLog(settings.kafka_bootstrap or "", client_id="gridgov-admin")
+        try:
+            return await erase(store, log, Keyring(settings),
+                               Erasure(grid=grid, name=name, phone=phone, reason=reason),
+                               Actor(id=by, role=Role.admin))
+        finally:
+            log.close()
+            await store.close()
+
+    event = asyncio.run(erased())
+    if event is None:
+        click.echo("no personal data of such a person is held in this grid")
+        raise SystemExit(1)
+    click.echo(f"erased {event.payload.person}: {event.payload.keys} key(s) deleted,"
+               f" recorded as {event.event_id}")
+
+
+@main.group()
 def token() -> None:
-    """Bearer tokens."""
+    """Bearer tokens: every one issued and every revocation is recorded on the audit topic."""
 
 
 @token.command("issue")
-@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--role", type=click.Choice([r.value for r in Role if r is not Role.system]),
+              required=True)
 @click.option("--place", "places", multiple=True, required=True,
               help="Scope: a place-path prefix (repeatable), '*' for everywhere.")
-@click.option("--sub", required=True, help="The person or device id.")
+@click.option("--sub", required=True, help="The person's id.")
+@click.option("--device", default=None, help="The device it is for (revocable on its own).")
 @click.option("--ttl", default=12 * 3600, help="Seconds until it expires.")
-def token_issue(role: str, places: tuple[str, ...], sub: str, ttl: int) -> None:
-    """Print a signed token with a role and a place scope."""
-    from services.auth import issue
+@click.option("--by", "by", default="admin-cli", help="who issues (recorded in the log)")
+def token_issue(role: str, places: tuple[str, ...], sub: str, device: str | None, ttl: int,
+                by: str) -> None:
+    """Print a signed token with a role and a place scope, once the log has recorded it."""
+    import time
+    import uuid
+    from datetime import UTC, datetime
 
-    click.echo(issue(load_settings(), sub=sub, role=Role(role), scope=list(places),
-                     ttl_seconds=ttl))
+    from events.audit import PLATFORM, TokenIssued
+    from events.envelope import Actor, Event
+    from services.auth import issue, signing_kid
+    from services.revocations import record
+
+    settings = load_settings()
+    now = datetime.fromtimestamp(int(time.time()), UTC)
+    issued = TokenIssued(sub=sub, device=device, role=Role(role), scope=places,
+                         kid=signing_kid(settings),
+                         expires_at=datetime.fromtimestamp(now.timestamp() + ttl, UTC))
+    asyncio.run(record(settings.kafka_bootstrap or "", Event[TokenIssued](
+        event_id=uuid.uuid4(), event_type=TokenIssued.event_type,
+        schema_version=TokenIssued.schema_version, occurred_at=now, recorded_at=now,
+        actor=Actor(id=by, role=Role.admin), grid=PLATFORM, aggregate_id=f"user:{sub}",
+        aggregate_seq=int(now.timestamp()), payload=issued)))
+    click.echo(issue(settings, sub=sub, role=Role(role), scope=list(places), device=device,
+                     ttl_seconds=ttl, now=now.timestamp()))
+
+
+@token.command("revoke")
+@click.option("--user", default=None, help="Refuse every token of this person issued so far.")
+@click.option("--device", default=None, help="Refuse every token of this device issued so far.")
+@click.option("--reason", required=True, help="Why (recorded in the log).")
+@click.option("--by", "by", default="admin-cli", help="who revokes (recorded in the log)")
+def token_revoke(user: str | None, device: str | None, reason: str, by: str) -> None:
+    """Revoke a user or a device: every API process refuses its tokens within a second."""
+    from datetime import UTC, datetime
+
+    from events.envelope import Actor
+    from services.revocations import revoke
+
+    if (user is None) == (device is None):
+        raise click.UsageError("give exactly one of --user and --device")
+    settings = load_settings()
+    kind, subject = ("user", user) if user is not None else ("device", device)
+    event = asyncio.run(revoke(settings.database_url or "", settings.kafka_bootstrap or "",
+                               kind, subject or "", by=Actor(id=by, role=Role.admin),
+                               reason=reason, now=datetime.now(UTC)))
+    click.echo(f"revoked {kind} {subject}: tokens issued until"
+               f" {event.payload.revoked_at.isoformat()} are refused")
 
 
 @main.group()

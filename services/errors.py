@@ -16,6 +16,7 @@ class Refused(Exception):
 
     status = 400
     code = "bad_request"
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     def __init__(self, field: str, reason: str, errors: list[dict[str, str]] | None = None):
         super().__init__(f"{field}: {reason}")
@@ -46,6 +47,10 @@ class TooLarge(Refused):
     status, code = 413, "too_large"
 
 
+class SlowRequest(Refused):
+    status, code = 408, "request_timeout"
+
+
 class Invalid(Refused):
     status, code = 422, "invalid"
 
@@ -54,8 +59,16 @@ class IdConflict(Invalid):
     code = "event_id_conflict"
 
 
+class TooManyRequests(Refused):
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, field: str, reason: str, retry_after: int) -> None:
+        super().__init__(field, reason)
+        self.retry_after = retry_after
+
+
 class Unavailable(Refused):
-    status, code = 503, "unavailable"
+    status, code, retry_after = 503, "unavailable", 2
 
 
 def error_body(code: str, errors: list[dict[str, str]]) -> bytes:
@@ -75,8 +88,8 @@ def install(app: FastAPI) -> None:
     async def refused(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)  # noqa: S101 - registered for Refused only
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-        if exc.status == 503:
-            headers["Retry-After"] = "2"
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
         return Response(error_body(exc.code, exc.errors), exc.status, headers,
                         media_type="application/json")
 
@@ -116,10 +129,11 @@ REFUSALS = {
     "403": "The role may not, or the place is outside the token's scope",
     "404": "No such thing in your scope",
     "405": "Method not allowed",
+    "408": "The body did not arrive in time",
     "409": "Refused by a decision's invariant, or not caught up yet (min_offsets)",
     "413": "Body too large",
     "422": "Invalid: every field at fault, with the reason",
-    "429": "Too many requests (Retry-After)",
+    "429": "Too many requests for this token (Retry-After)",
     "503": "The log or the database is unavailable (Retry-After)",
 }
 

@@ -15,12 +15,12 @@ from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from events.envelope import covers
 from projections.live import CHANNEL
-from services.auth import Principal, verify
+from services.auth import Principal, caller_of
 from services.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -82,16 +82,22 @@ def in_view(message: dict[str, Any], caller: Principal) -> dict[str, Any] | None
     return {"grids": grids, "events": events} if grids else None
 
 
-@router.get("/v1/live", response_class=EventSourceResponse)
-async def live(request: Request, access_token: Annotated[str, Query(max_length=4096)] = ""
-               ) -> AsyncIterator[ServerSentEvent]:
-    """Server-sent events: `applied` whenever the chain and rates under your scope change."""
+async def subscriber(request: Request,
+                     access_token: Annotated[str, Query(max_length=4096)] = "") -> Principal:
+    """The caller, checked before the stream starts (a refusal inside it would be a 200 cut
+    short): by the Bearer header, or by `access_token` for the browser's EventSource."""
     header = request.headers.get("authorization", "")
     token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") \
         else access_token
     if not token:
         raise Unauthenticated("authorization", "a Bearer token or access_token is required")
-    caller = verify(request.app.state.settings, token)
+    return caller_of(request, token)
+
+
+@router.get("/v1/live", response_class=EventSourceResponse)
+async def live(request: Request, caller: Annotated[Principal, Depends(subscriber)]
+               ) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: `applied` whenever the chain and rates under your scope change."""
     feed: Feed = request.app.state.feed
     with feed.subscription() as queue:
         yield ServerSentEvent(event="ready", data={"scope": caller.scope})

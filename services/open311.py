@@ -31,7 +31,7 @@ from projections.store import Store
 from services import open311_requests as read
 from services import open311_terms as terms
 from services.admission import admit
-from services.auth import Principal, verify
+from services.auth import Principal, caller_of
 from services.errors import (
     IdConflict,
     Invalid,
@@ -67,7 +67,8 @@ class Open311Route(APIRoute):
             except Refused as refused:
                 status, errors = terms.errors_of(refused)
                 return render(fmt, "errors", errors, status,
-                              {"Retry-After": "2"} if status == 503 else None)
+                              None if refused.retry_after is None else
+                              {"Retry-After": str(refused.retry_after)})
             except RequestValidationError as exc:
                 return render(fmt, "errors", [
                     {"code": 400, "description": f"{e['loc'][-1]}: {e['msg']}"}
@@ -89,7 +90,6 @@ def format_of(request: Request) -> str:
 def authenticate(request: Request, api_key: str | None = None) -> Principal:
     """The caller: the token given as `api_key` (form or query, as the spec has it), as a
     Bearer token, or as the password of HTTP Basic (for clients that only read a .netrc)."""
-    settings: Settings = request.app.state.settings
     token = api_key or request.query_params.get("api_key")
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if not token and scheme.lower() == "bearer":
@@ -102,10 +102,10 @@ def authenticate(request: Request, api_key: str | None = None) -> Principal:
             raise Unauthenticated("api_key", "HTTP Basic credentials are not base64") from None
     if not token:
         raise Unauthenticated("api_key", "an api_key (a gridgov token) is required")
-    return verify(settings, token)
+    return caller_of(request, token)
 
 
-def authenticated(request: Request) -> Principal:
+async def authenticated(request: Request) -> Principal:
     return authenticate(request)
 
 

@@ -344,8 +344,9 @@ SPEC_FIELDS = {"grid": "jurisdiction_id", "event_type": "api_key", "authorizatio
 
 def errors_of(refused: Refused) -> tuple[int, list[dict[str, Any]]]:
     """The spec's statuses: 403 for a missing or wrong api_key (or a scope it does not reach),
-    404 for what does not exist, 400 for the rest; 503 stays 503, so clients retry."""
-    status = {401: 403, 403: 403, 404: 404, 503: 503}.get(refused.status, 400)
+    404 for what does not exist, 400 for the rest; 408, 429 and 503 stay, so clients retry."""
+    status = {401: 403, 403: 403, 404: 404, 408: 408, 429: 429, 503: 503}.get(refused.status,
+                                                                              400)
     return status, [{"code": status,
                      "description": f"{SPEC_FIELDS.get(e['field'], e['field'])}: {e['reason']}"}
                     for e in refused.errors]

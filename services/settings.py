@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PRIMARY_KID = "primary"  # the token secret's key id while no GRIDGOV_TOKEN_KEYS is set
+
+
+def strong(secret: str) -> bool:
+    return len(secret) >= 32 and len(set(secret)) >= 8 and \
+        secret.lower() not in {"changeme" * 4, "secret" * 6}
+
+
+def signing_keys(spec: str) -> dict[str, str]:
+    """`kid:secret,kid:secret` as kid -> secret, in order; refuses unnamed or weak keys."""
+    keys: dict[str, str] = {}
+    for entry in spec.split(","):
+        kid, _, secret = entry.strip().partition(":")
+        if not kid or kid in keys or not strong(secret):
+            raise ValueError("GRIDGOV_TOKEN_KEYS must be kid:secret,... with distinct kids"
+                             " and real random secrets of 32 characters or more")
+        keys[kid] = secret
+    return keys
+
+
+def key_bytes(value: str) -> bytes:
+    """A base64url key (padding optional) as bytes; empty if it is not base64url."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return b""
 
 
 class Settings(BaseModel):
@@ -23,7 +52,13 @@ class Settings(BaseModel):
     kafka_password: str | None = Field(default=None, repr=False)
     kafka_ca_file: Path | None = None  # the cluster's CA certificate (SSL, SASL_SSL)
     partitions: int = Field(default=12, ge=1, le=1000)
-    token_secret: str = Field(min_length=32, repr=False)
+    token_secret: str = Field(min_length=32, repr=False)  # signs digests; the default key
+    # the signing keys as `kid:secret,...`: the first signs, the others are still accepted
+    # until removed (retired); unset, the token secret is the only key, named "primary"
+    token_keys: str | None = Field(default=None, repr=False)
+    # wraps every resident's data key (services/personal.py): 32 random bytes, base64url;
+    # `gridgov dev up` makes one in $GRIDGOV_HOME, production passes it from a secret store
+    master_key: str | None = Field(default=None, repr=False)
     token_issuer: str = "gridgov"  # noqa: S105 - a name, not a secret
     token_audience: str = "gridgov"  # noqa: S105 - a name, not a secret
     host: str = "127.0.0.1"
@@ -35,6 +70,10 @@ class Settings(BaseModel):
     max_body_bytes: int = 64 * 1024
     max_batch_items: int = 500
     max_batch_bytes: int = 4 * 1024 * 1024
+    body_seconds: float = Field(default=30.0, gt=0)  # a body not in by then answers 408
+    token_rate: float = Field(default=5000.0, gt=0)  # requests per second per token subject
+    token_burst: int = Field(default=10000, ge=1)  # requests a subject may make at once
+    revocations_refresh_seconds: float = Field(default=10.0, gt=0)  # re-read if NOTIFY missed
     log_level: str = "info"
     sla_file: Path | None = None  # SLA rules and working calendar; default projections/sla.toml
     points_rules_file: Path | None = None  # 积分 rules; default projections/points_rules.toml
@@ -45,8 +84,27 @@ class Settings(BaseModel):
     @field_validator("token_secret")
     @classmethod
     def _not_a_default(cls, value: str) -> str:
-        if value.lower() in {"changeme" * 4, "secret" * 6} or len(set(value)) < 8:
+        if not strong(value):
             raise ValueError("GRIDGOV_TOKEN_SECRET must be a real random secret")
+        return value
+
+    @field_validator("token_keys")
+    @classmethod
+    def _keys_are_named_and_strong(cls, value: str | None) -> str | None:
+        if value is not None:
+            signing_keys(value)
+        return value
+
+    @property
+    def key_ring(self) -> str:
+        """The token keys as `kid:secret,...`, the signing key first."""
+        return self.token_keys or f"{PRIMARY_KID}:{self.token_secret}"
+
+    @field_validator("master_key")
+    @classmethod
+    def _a_256_bit_key(cls, value: str | None) -> str | None:
+        if value is not None and len(key_bytes(value)) != 32:
+            raise ValueError("GRIDGOV_MASTER_KEY must be 32 random bytes, base64url-encoded")
         return value
 
     @classmethod

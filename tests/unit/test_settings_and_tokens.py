@@ -13,6 +13,7 @@ from events.log import durable_producer_config
 from services import auth
 from services.errors import Unauthenticated
 from services.settings import Settings
+from tests.forged_tokens import forgeries
 
 SETTINGS = Settings(token_secret="q7Hk2-vR9xLw4Zp8nB3mT6yC1sD5fG0jK" * 2)
 
@@ -40,7 +41,8 @@ def test_a_token_round_trips_its_role_and_scope() -> None:
 def test_a_token_signed_with_another_algorithm_is_refused() -> None:
     claims = {"sub": "w-1", "role": "worker", "scope": ["*"], "iss": "gridgov", "aud": "gridgov",
               "iat": int(time.time()), "exp": int(time.time()) + 60}
-    token = jwt.encode(claims, SETTINGS.token_secret, algorithm="HS512")
+    token = jwt.encode(claims, SETTINGS.token_secret, algorithm="HS512",
+                       headers={"kid": "primary"})
     with pytest.raises(Unauthenticated):
         auth.verify(SETTINGS, token)
 
@@ -49,7 +51,35 @@ def test_a_token_with_an_unknown_role_is_refused() -> None:
     claims = {"sub": "w-1", "role": "mayor", "scope": ["*"], "iss": "gridgov", "aud": "gridgov",
               "iat": int(time.time()), "exp": int(time.time()) + 60}
     with pytest.raises(Unauthenticated, match="role"):
-        auth.verify(SETTINGS, jwt.encode(claims, SETTINGS.token_secret, algorithm="HS256"))
+        auth.verify(SETTINGS, jwt.encode(claims, SETTINGS.token_secret, algorithm="HS256",
+                                         headers={"kid": "primary"}))
+
+
+OLD, NEW = "8fK2-qLp9ZxW3vB7nR1tY5uH0jM4cD6sA" * 2, "Tz4-Wm8Qy1Rb5Nc9Xv3Lk7Jh2Gf6Ds0Pa" * 2
+
+
+def test_an_old_key_is_accepted_until_it_is_retired() -> None:
+    before = SETTINGS.model_copy(update={"token_keys": f"2026-10:{OLD}"})
+    rotated = SETTINGS.model_copy(update={"token_keys": f"2026-11:{NEW},2026-10:{OLD}"})
+    retired = SETTINGS.model_copy(update={"token_keys": f"2026-11:{NEW}"})
+    old_token = auth.issue(before, sub="w-1", role=Role.worker, scope=["*"])
+    new_token = auth.issue(rotated, sub="w-1", role=Role.worker, scope=["*"])
+    assert jwt.get_unverified_header(new_token)["kid"] == "2026-11"  # the first key signs
+    assert auth.verify(rotated, old_token).sub == auth.verify(retired, new_token).sub == "w-1"
+    with pytest.raises(Unauthenticated, match="retired"):
+        auth.verify(retired, old_token)
+
+
+@pytest.mark.parametrize("ring", ["nokid", f":{NEW}", f"a:{NEW},a:{OLD}", "a:short"])
+def test_settings_refuse_a_key_ring_with_unnamed_repeated_or_weak_keys(ring: str) -> None:
+    with pytest.raises(ValidationError):
+        SETTINGS.model_validate({**SETTINGS.model_dump(), "token_keys": ring})
+
+
+@pytest.mark.parametrize("forgery", list(forgeries(SETTINGS, ["*"])))
+def test_a_forged_or_stale_token_is_refused(forgery: str) -> None:
+    with pytest.raises(Unauthenticated):
+        auth.verify(SETTINGS, forgeries(SETTINGS, ["*"])[forgery])
 
 
 @pytest.mark.parametrize("weak", [{"acks": 1}, {"acks": 0}, {"enable_idempotence": False}])
