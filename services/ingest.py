@@ -21,7 +21,7 @@ from events.envelope import Event
 from events.log import EventLog, LogUnavailable, Receipt
 from projections import faults
 from projections.store import Store
-from services import errors
+from services import auth, errors, personal
 from services.admission import admit
 from services.auth import Caller
 from services.commands import (
@@ -33,7 +33,8 @@ from services.commands import (
     incident_grid,
 )
 from services.errors import IdConflict, Malformed, Refused, TooLarge, Unavailable, json_response
-from services.receipts import FirstReceipt, claim, first_receipts, record_receipts
+from services.group_commit import GroupCommit
+from services.receipts import Receipts
 from services.settings import Settings
 
 INGESTED = Counter("gridgov_ingest_events_total", "Events answered by ingest",
@@ -77,43 +78,40 @@ async def read_body(request: Request, limit: int) -> Any:
 async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | Refused]:
     """Append admitted events; a repeated event id answers with its first receipt."""
     store: Store = request.app.state.store
-    event_log: EventLog = request.app.state.log
+    receipts: Receipts = request.app.state.receipts
+    # residents' personal data: sealed per person before anything is digested or sent
+    events = await personal.sealed(store, request.app.state.settings, events)
     digests = [submission_digest(e) for e in events]
     try:
-        prior = await first_receipts(store, [e.event_id for e in events])
-        claimed = await claim(store, list({
-            e.event_id: (e.event_id, d) for e, d in zip(events, digests, strict=True)
-            if e.event_id not in prior}.values()))
+        claims = await receipts.claim([(e.event_id, d) for e, d in zip(events, digests,
+                                                                        strict=True)])
     except psycopg.Error as exc:
         raise Unavailable("database", "receipts are unavailable, retry later") from exc
     outcomes: list[Receipt | Refused | None] = [None] * len(events)
-    first_in_batch: dict[UUID, str] = {}
-    send = []
-    for i, (event, digest) in enumerate(zip(events, digests, strict=True)):
-        known = prior[event.event_id].digest if event.event_id in prior else \
-            first_in_batch.get(event.event_id, claimed.get(event.event_id))
-        if known is not None and known != digest:
+    send: dict[UUID, int] = {}  # each id goes to the log once, whatever the batch repeats
+    for i, (event, digest, claim) in enumerate(zip(events, digests, claims, strict=True)):
+        if claim.digest != digest:
             outcomes[i] = IdConflict("event_id", "already used for a different event")
-            continue
-        first_in_batch.setdefault(event.event_id, digest)
-        send.append(i)
+        elif claim.receipt is not None:
+            outcomes[i] = claim.receipt
+        else:
+            send.setdefault(event.event_id, i)
     try:
-        receipts = await event_log.append_many([events[i] for i in send])
+        acked = await request.app.state.append([events[i] for i in send.values()])
         faults.reached("ingest", "after_ack_before_receipt")
-        stored = await record_receipts(store, [
-            (r, digests[i]) for i, r in zip(send, receipts, strict=True)
-            if events[i].event_id not in prior
-        ])
+        firsts = dict(zip(send, await receipts.record(
+            [(r, digests[i]) for i, r in zip(send.values(), acked, strict=True)]),
+            strict=True))
     except LogUnavailable as exc:
         raise Unavailable("broker", "the log did not acknowledge, retry later") from exc
     except psycopg.Error as exc:
         raise Unavailable("database", "receipts are unavailable, retry later") from exc
     faults.reached("ingest", "after_receipt_before_answer")
-    firsts: dict[UUID, FirstReceipt] = {**prior, **stored}
-    for i in send:
-        first = firsts[events[i].event_id]
-        outcomes[i] = first.receipt if first.digest == digests[i] else \
-            IdConflict("event_id", "already used for a different event")
+    for i, (event, digest) in enumerate(zip(events, digests, strict=True)):
+        if outcomes[i] is None:
+            first = firsts[event.event_id]
+            outcomes[i] = first.receipt if first.digest == digest else \
+                IdConflict("event_id", "already used for a different event")
     return [o for o in outcomes if o is not None]
 
 
@@ -129,12 +127,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.store = await Store(settings.database_url or "", max_size=8).open()
         app.state.log = EventLog(settings.kafka_bootstrap or "", client_id="gridgov-ingest")
+        app.state.receipts = Receipts(app.state.store)
+        app.state.append = GroupCommit(app.state.log.append_many)  # one hop to its thread
         yield
         app.state.log.close()
         await app.state.store.close()
 
     app = FastAPI(title="gridgov ingest", version="1", lifespan=lifespan)
     errors.install(app)
+    auth.install(app, settings)
     app.mount("/metrics", make_asgi_app())
 
     @app.get("/health")

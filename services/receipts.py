@@ -1,4 +1,10 @@
-"""Ingest receipts: the first answer given for each event id, so a retry gets the same one."""
+"""Ingest receipts: the first answer given for each event id, so a retry gets the same one.
+
+An id is claimed for its body before it goes to the log (a crash between the broker's ack
+and the receipt must not let the same id through with another body), and its first receipt
+is kept once the log acknowledged it. Both are one statement for everything concurrent
+requests bring at that moment (group commit), not one per event.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from events.log import Receipt
-from projections.store import Store
+from projections.store import Cursor, Store
+from services.group_commit import GroupCommit
 
 
 @dataclass(frozen=True)
@@ -16,46 +23,70 @@ class FirstReceipt:
     receipt: Receipt
 
 
-async def first_receipts(store: Store, ids: Sequence[UUID]) -> dict[UUID, FirstReceipt]:
-    async with store.cursor() as cur:
-        await cur.execute(
-            "select event_id, body_digest, topic, partition, log_offset from ingest_receipts"
-            " where event_id = any(%s)",
-            [list(ids)],
-        )
-        return {
-            eid: FirstReceipt(d, Receipt(str(eid), t, p, o))
-            for eid, d, t, p, o in await cur.fetchall()
-        }
+@dataclass(frozen=True)
+class Claim:
+    """What an event id is claimed for: a body digest, and its first receipt once it has one."""
+
+    digest: str
+    receipt: Receipt | None
 
 
-async def claim(store: Store, wanted: Sequence[tuple[UUID, str]]) -> dict[UUID, str]:
-    """Claim each event id for its body before it goes to the log; returns the body digest
-    each id is claimed for now (ours, or an earlier request's)."""
-    if not wanted:
+class Receipts:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.claim = GroupCommit(self._claim)
+        self.record = GroupCommit(self._record)
+
+    async def _claim(self, wanted: list[tuple[UUID, str]]) -> list[Claim]:
+        """Claim each id for its digest unless it is claimed already; each id's claim."""
+        first = dict(reversed(wanted))  # within the group, the earliest request's body
+        async with self.store.cursor() as cur:
+            # a claim committed by another process after this statement's snapshot conflicts
+            # but is not visible to the join: those few are read again below
+            await cur.execute(
+                "with wanted (event_id, body_digest) as"
+                "   (select * from unnest(%b::uuid[], %b::text[])),"
+                " fresh as (insert into ingest_claims select * from wanted"
+                "   on conflict (event_id) do nothing returning event_id, body_digest)"
+                " select w.event_id, coalesce(f.body_digest, c.body_digest),"
+                "   r.topic, r.partition, r.log_offset"
+                " from wanted w left join fresh f using (event_id)"
+                "   left join ingest_claims c using (event_id)"
+                "   left join ingest_receipts r using (event_id)",
+                [list(first), list(first.values())])
+            rows = await cur.fetchall()
+            unseen = [eid for eid, digest, *_ in rows if digest is None]
+            if unseen:
+                await cur.execute(
+                    "select c.event_id, c.body_digest, r.topic, r.partition, r.log_offset"
+                    " from ingest_claims c left join ingest_receipts r using (event_id)"
+                    " where c.event_id = any(%b)", [unseen])
+                rows += await cur.fetchall()
+        claims = {eid: Claim(digest, Receipt(str(eid), t, p, o) if t is not None else None)
+                  for eid, digest, t, p, o in rows if digest is not None}
+        return [claims[eid] for eid, _ in wanted]
+
+    async def _record(self, fresh: list[tuple[Receipt, str]]) -> list[FirstReceipt]:
+        """Keep these as first receipts; where another request's came first, answer that."""
+        async with self.store.cursor() as cur:
+            await cur.execute(
+                "insert into ingest_receipts (event_id, body_digest, topic, partition,"
+                " log_offset)"
+                " select * from unnest(%b::uuid[], %b::text[], %b::text[], %b::int[],"
+                " %b::bigint[]) on conflict (event_id) do nothing returning event_id",
+                [[UUID(r.event_id) for r, _ in fresh], [d for _, d in fresh],
+                 [r.topic for r, _ in fresh], [r.partition for r, _ in fresh],
+                 [r.offset for r, _ in fresh]])
+            kept = {eid for (eid,) in await cur.fetchall()}
+            earlier = await _first_receipts(cur, [UUID(r.event_id) for r, _ in fresh
+                                                  if UUID(r.event_id) not in kept])
+        return [earlier.get(UUID(r.event_id), FirstReceipt(d, r)) for r, d in fresh]
+
+
+async def _first_receipts(cur: Cursor, ids: Sequence[UUID]) -> dict[UUID, FirstReceipt]:
+    if not ids:
         return {}
-    async with store.cursor() as cur:
-        await cur.execute(
-            "insert into ingest_claims (event_id, body_digest)"
-            " select * from unnest(%s::uuid[], %s::text[]) on conflict (event_id) do nothing",
-            [[i for i, _ in wanted], [d for _, d in wanted]])
-        await cur.execute("select event_id, body_digest from ingest_claims"
-                          " where event_id = any(%s)", [[i for i, _ in wanted]])
-        return dict(await cur.fetchall())
-
-
-async def record_receipts(
-    store: Store, fresh: Sequence[tuple[Receipt, str]]
-) -> dict[UUID, FirstReceipt]:
-    """Keep these as first receipts; where a concurrent request won the race, return its one."""
-    if not fresh:
-        return {}
-    async with store.cursor() as cur:
-        await cur.execute(
-            "insert into ingest_receipts (event_id, body_digest, topic, partition, log_offset)"
-            " select * from unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::bigint[])"
-            " on conflict (event_id) do nothing",
-            [[r.event_id for r, _ in fresh], [d for _, d in fresh], [r.topic for r, _ in fresh],
-             [r.partition for r, _ in fresh], [r.offset for r, _ in fresh]],
-        )
-    return await first_receipts(store, [UUID(r.event_id) for r, _ in fresh])
+    await cur.execute("select event_id, body_digest, topic, partition, log_offset"
+                      " from ingest_receipts where event_id = any(%b)", [list(ids)])
+    return {eid: FirstReceipt(d, Receipt(str(eid), t, p, o))
+            for eid, d, t, p, o in await cur.fetchall()}
