@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
+import orjson
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from events import audit, dispute, incident, patrol, points
@@ -81,6 +82,15 @@ def _nul_characters(value: Any, path: str = "") -> list[dict[str, str]]:
     return []
 
 
+def _may_hold_nul(data: dict[str, Any]) -> bool:
+    """JSON spells a NUL character one way only: most events need no walk through their
+    fields (a fifteenth of ingest's time went to that walk)."""
+    try:
+        return b"\\u0000" in orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return True
+
+
 def event_from_json(data: bytes, *, as_written: bool = False) -> Event[Any]:
     """The event these bytes hold, validated at the version they name, then upcast."""
     try:
@@ -98,7 +108,7 @@ def event_from_dict(data: dict[str, Any], *, as_written: bool = False) -> Event[
         event = _adapter.validate_python(data)
     except ValidationError as exc:
         raise InvalidEvent(_field_errors(exc)) from None
-    if nul := _nul_characters(event.model_dump()):
+    if _may_hold_nul(data) and (nul := _nul_characters(event.model_dump())):
         raise InvalidEvent(nul)
     return event if as_written else upcast(event)
 

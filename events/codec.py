@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +30,22 @@ def submission_digest(event: BaseModel | dict[str, Any]) -> str:
     data = event.model_dump(mode="json") if isinstance(event, BaseModel) else dict(event)
     data.pop("recorded_at", None)
     return digest(canonical(data))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An event encoded once on the hot path: the canonical bytes the log carries, and its
+    submission digest, from one `model_dump`."""
+
+    body: bytes
+    digest: str
+
+
+def encode(event: BaseModel) -> Encoded:
+    data = event.model_dump(mode="json")
+    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    data.pop("recorded_at", None)
+    return Encoded(body, digest(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)))
 
 
 def chain_hash(prev_hash: bytes, canonical_event: bytes) -> bytes:

@@ -125,8 +125,13 @@ class EventLog:
 
     async def append_many(self, events: Sequence[Event[Any]]) -> list[Receipt]:
         """All-or-error: every event acknowledged, or LogUnavailable."""
+        return await self.append_encoded([(e, canonical(e)) for e in events])
+
+    async def append_encoded(self, encoded: Sequence[tuple[Event[Any], bytes]]
+                             ) -> list[Receipt]:
+        """`append_many` of events whose canonical bytes the caller encoded already."""
         loop = asyncio.get_running_loop()
-        records = [(topic_for(e.event_type), e, canonical(e)) for e in events]
+        records = [(topic_for(e.event_type), e, body) for e, body in encoded]
         try:
             futures = await asyncio.to_thread(self._send_all, loop, records)
             metadata = await asyncio.gather(*futures)

@@ -198,5 +198,7 @@ def scrub(text: str, said: list[str]) -> str:
 
 def sealed_fields(model: BaseModel) -> list[str]:
     """Personal fields already sealed: a client never sends ciphertext, only the server seals."""
+    if not carries_personal(type(model)):
+        return []
     return [name for record in people(model) for name, (_, v) in said_in(record).items()
             if isinstance(v, Sealed)]

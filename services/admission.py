@@ -6,11 +6,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.catalog import InvalidEvent, event_from_dict
-from events.codec import MAX_EVENT_BYTES, canonical
 from events.envelope import SERVER_OWNED, Event
 from events.personal import sealed_fields
 from services.auth import Principal
-from services.errors import Forbidden, Invalid, Malformed, TooLarge
+from services.errors import Forbidden, Invalid, Malformed
 
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -30,8 +29,6 @@ def admit(body: Any, caller: Principal, *, now: datetime) -> Event[Any]:
         raise Invalid(exc.errors[0]["field"], exc.errors[0]["reason"], exc.errors) from None
     if sealed := sealed_fields(event.payload):  # ciphertext is the server's to make (ingest)
         raise Invalid("payload", f"{sealed[0]} is personal data: send it as text, ingest seals it")
-    if len(canonical(event)) > MAX_EVENT_BYTES:  # a batch item too: projectors would park it
-        raise TooLarge("body", f"an event is at most {MAX_EVENT_BYTES} bytes")
     payload = type(event.payload)
     if payload.decided:
         raise Forbidden("event_type", f"{event.event_type} is decided by a command:"

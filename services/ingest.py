@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -16,7 +15,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import Counter, Histogram, make_asgi_app
 from starlette.responses import Response
 
-from events.codec import submission_digest
+from events.codec import MAX_EVENT_BYTES, encode
 from events.envelope import Event
 from events.log import EventLog, LogUnavailable, Receipt
 from projections import faults
@@ -81,23 +80,28 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
     receipts: Receipts = request.app.state.receipts
     # residents' personal data: sealed per person before anything is digested or sent
     events = await personal.sealed(store, request.app.state.settings, events)
-    digests = [submission_digest(e) for e in events]
+    encoded = [encode(e) for e in events]  # once: the bytes the log carries, and the digest
+    digests = [e.digest for e in encoded]
+    # measured as sealed and encoded, as the log would carry it (projectors park bigger ones)
+    too_large = TooLarge("body", f"an event is at most {MAX_EVENT_BYTES} bytes")
+    outcomes: list[Receipt | Refused | None] = [
+        too_large if len(e.body) > MAX_EVENT_BYTES else None for e in encoded]
+    fit = [i for i, o in enumerate(outcomes) if o is None]
     try:
-        claims = await receipts.claim([(e.event_id, d) for e, d in zip(events, digests,
-                                                                        strict=True)])
+        claims = await receipts.claim([(events[i].event_id, digests[i]) for i in fit])
     except psycopg.Error as exc:
         raise Unavailable("database", "receipts are unavailable, retry later") from exc
-    outcomes: list[Receipt | Refused | None] = [None] * len(events)
     send: dict[UUID, int] = {}  # each id goes to the log once, whatever the batch repeats
-    for i, (event, digest, claim) in enumerate(zip(events, digests, claims, strict=True)):
-        if claim.digest != digest:
+    for i, claim in zip(fit, claims, strict=True):
+        if claim.digest != digests[i]:
             outcomes[i] = IdConflict("event_id", "already used for a different event")
         elif claim.receipt is not None:
             outcomes[i] = claim.receipt
         else:
-            send.setdefault(event.event_id, i)
+            send.setdefault(events[i].event_id, i)
     try:
-        acked = await request.app.state.append([events[i] for i in send.values()])
+        acked = await request.app.state.append([(events[i], encoded[i].body)
+                                                for i in send.values()])
         faults.reached("ingest", "after_ack_before_receipt")
         firsts = dict(zip(send, await receipts.record(
             [(r, digests[i]) for i, r in zip(send.values(), acked, strict=True)]),
@@ -118,7 +122,7 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
 def _answer(outcome: Receipt | Refused) -> tuple[int, dict[str, Any]]:
     if isinstance(outcome, Refused):
         return outcome.status, {"error": outcome.code, "errors": outcome.errors}
-    return 201, asdict(outcome)
+    return 201, dict(vars(outcome))
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -128,7 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.store = await Store(settings.database_url or "", max_size=8).open()
         app.state.log = EventLog(settings.kafka_bootstrap or "", client_id="gridgov-ingest")
         app.state.receipts = Receipts(app.state.store)
-        app.state.append = GroupCommit(app.state.log.append_many)  # one hop to its thread
+        app.state.append = GroupCommit(app.state.log.append_encoded)  # one thread hop a group
         yield
         app.state.log.close()
         await app.state.store.close()
@@ -151,7 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
         _observe([event], [outcome], started)
         if isinstance(outcome, Refused):
             raise outcome
-        return json_response(asdict(outcome), 201)
+        return json_response(dict(vars(outcome)), 201)
 
     @app.post("/v1/events/batch")
     async def post_batch(request: Request, caller: Caller) -> Response:
