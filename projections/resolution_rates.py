@@ -40,7 +40,8 @@ MEASURES = frozenset({
     "mediated_ok", "verified", "rated", "satisfied", "closed", "closed_complete",
     "closed_by_reporter", "reopened", "reopened_soon", "rework", "repeated_rework", "overdue",
     "escalated", "escalated_beyond_town", "extended", "suspended", "due", "due_closed",
-    "due_closed_on_time", "patrolled"})
+    "due_closed_on_time", "due_closed_clean", "due_closed_on_time_clean", "patrolled",
+    "grid_days_patrolled"})
 REOPEN_SOON = timedelta(days=7)  # a close reopened within this is flagged (gaming guard)
 #: roles allowed to hold each link, for chain completeness
 LINK_ROLES = {
@@ -97,7 +98,7 @@ def matter(incident_id: str, events: Iterable[Event[Any]]) -> tuple[Chain, list[
 
         found += _step_facts(before, chain, event, fact)
     if chain.grid is not None:
-        found += _matter_facts(chain)
+        found += _matter_facts(chain, suspect=any(f.measure in SUSPECT for f in found))
     return chain, sorted(found)
 
 
@@ -158,21 +159,23 @@ def _step_facts(before: Chain, after: Chain, event: Event[Any], fact: Any) -> li
     return out
 
 
-def _matter_facts(chain: Chain) -> list[Fact]:
+def _matter_facts(chain: Chain, *, suspect: bool) -> list[Fact]:
     """Facts of the matter as it stands: what was due by its deadline, and whether it closed.
 
     A suspended (挂账) or rejected matter is not due: deferred cases leave the denominator. An
-    extended (延期) one is due on its new deadline.
+    extended (延期) one is due on its new deadline. A closure counts again as `..._clean` when
+    the matter has no suspect fact (the gaming guards' adjusted rates are then plain counts).
     """
     if chain.deadline is None or chain.stage in ("suspended", "rejected") or chain.grid is None:
         return []
     day = local_day(chain.deadline)
-    out = [Fact("due", day, chain.grid, chain.incident_id)]
-    if chain.stage == "closed" and chain.closed_at is not None:
-        out.append(Fact("due_closed", day, chain.grid, chain.incident_id))
-        if chain.closed_at <= chain.deadline:
-            out.append(Fact("due_closed_on_time", day, chain.grid, chain.incident_id))
-    return out
+    closed = chain.stage == "closed" and chain.closed_at is not None
+    on_time = closed and chain.closed_at is not None and chain.closed_at <= chain.deadline
+    measures = ["due", *(["due_closed"] if closed else []),
+                *(["due_closed_on_time"] if on_time else [])]
+    if not suspect:
+        measures += [f"{m}_clean" for m in measures if m != "due"]
+    return [Fact(m, day, chain.grid, chain.incident_id) for m in measures]
 
 
 def patrol_facts(event: Event[PatrolLogged]) -> list[Fact]:
@@ -253,20 +256,42 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
         await cur.execute(
             "create temporary table if not exists rate_moves (place text, day date,"
             " measure text, n bigint, total numeric) on commit delete rows")
+        first_patrols = await _first_patrols(cur, changed)
         async with cur.copy("copy rate_moves (place, day, measure, n, total) from stdin"
                             ) as copy:
             for k in changed:
                 await copy.write_row((*k, counts[k], totals.get(k, 0)))
+            for place, day in first_patrols:
+                for above in places_of(place):
+                    await copy.write_row((above, day, "grid_days_patrolled", 1, 0))
         await cur.execute(
             "insert into rate_daily (place, depth, day, measure, n, total)"
-            " select place, array_length(string_to_array(place, '/'), 1), day, measure, n,"
-            " total from rate_moves"
+            " select place, array_length(string_to_array(place, '/'), 1), day, measure,"
+            " sum(n), sum(total) from rate_moves group by place, day, measure"
             " on conflict (place, day, measure) do update"
             " set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total")
         # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one
         await cur.execute(
             "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
             " (select place, day, measure from rate_moves)")
+        await cur.execute(
+            "insert into rate_places (place, depth)"
+            " select distinct place, array_length(string_to_array(place, '/'), 1)"
+            " from rate_moves on conflict do nothing")
+
+
+async def _first_patrols(cur: Cursor, changed: Sequence[Key]) -> list[tuple[str, date]]:
+    """The grid-days among these keys that had no patrol before this batch: each adds one
+    to `grid_days_patrolled` at every level, so coverage is a sum like every other figure."""
+    days = [(place, day) for place, day, measure in changed
+            if measure == "patrolled" and place.count("/") == 3]
+    if not days:
+        return []
+    await cur.execute(
+        "select p, d from unnest(%b::text[], %b::date[]) as u(p, d) where not exists"
+        " (select 1 from rate_daily where place = p and day = d and measure = 'patrolled')",
+        [[p for p, _ in days], [d for _, d in days]])
+    return [(p, d) for p, d in await cur.fetchall()]
 
 
 @dataclass(frozen=True)

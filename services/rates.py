@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from events.envelope import PLACE_PATTERN, place_path
 from projections.periods import Period, between, bucket_label, period
-from projections.resolution_rates import DURATIONS, MEASURES, RATE_BY_NAME, SUSPECT, figures
+from projections.resolution_rates import DURATIONS, MEASURES, RATE_BY_NAME, figures
 from projections.sla import LOCAL
 from projections.store import Cursor
 from services.auth import Caller, Principal
@@ -70,41 +70,54 @@ async def counts_of(cur: Cursor, place: str, span: Period) -> tuple[dict[str, in
 
 
 async def durations_of(cur: Cursor, place: str, span: Period, counts: dict[str, int],
-                       totals: dict[str, float]) -> dict[str, dict[str, float | None]]:
-    await cur.execute(
-        "select measure, percentile_cont(0.9) within group (order by value) from rate_facts"
-        " where measure = any(%s) and (grid = %s or grid like %s) and day between %s and %s"
-        " and value is not null group by measure",
-        [list(DURATIONS.values()), *below(place), span.first, span.last])
-    p90: dict[str, float] = {m: v for m, v in await cur.fetchall() if v is not None}
+                       totals: dict[str, float], p90: bool) -> dict[str, dict[str, float | None]]:
+    """Averages from the rollup; the p90 only when asked, as it sorts every fact of the
+    period (tens of milliseconds for a county's year, against a few for everything else)."""
+    tail: dict[str, float] = {}
+    if p90:
+        await cur.execute(
+            "select measure, percentile_cont(0.9) within group (order by value)"
+            " from rate_facts where measure = any(%s) and (grid = %s or grid like %s)"
+            " and day between %s and %s and value is not null group by measure",
+            [list(DURATIONS.values()), *below(place), span.first, span.last])
+        tail = {m: v for m, v in await cur.fetchall() if v is not None}
     return {name: {"average_s": round(totals[m] / counts[m], 1) if counts.get(m) else None,
-                   "p90_s": round(p90[m], 1) if m in p90 else None}
+                   **({"p90_s": round(tail[m], 1) if m in tail else None} if p90 else {})}
             for name, m in DURATIONS.items()}
 
 
-async def patrol_coverage(cur: Cursor, place: str, span: Period) -> dict[str, Any]:
-    await cur.execute(
-        "select place from rate_daily where depth = 4 and (place = %s or place like %s)"
-        " group by place", [*below(place)])
+async def patrol_coverage(cur: Cursor, place: str, span: Period,
+                          counts: dict[str, int]) -> dict[str, Any]:
+    """From the rollup: grid-days patrolled are a count like any other; the grids quiet at the
+    period's end are those without a patrol row in its last days."""
+    await cur.execute("select place from rate_places where depth = 4"
+                      " and (place = %s or place like %s)", [*below(place)])
     grids = [g for (g,) in await cur.fetchall()]
-    await cur.execute(
-        "select grid, max(day), count(distinct day) filter (where day >= %s) from rate_facts"
-        " where measure = 'patrolled' and (grid = %s or grid like %s) and day <= %s"
-        " group by grid", [span.first, *below(place), span.last])
-    last = {g: (d, n) for g, d, n in await cur.fetchall()}
     quiet_since = span.last - timedelta(days=QUIET_DAYS)
+    await cur.execute(
+        "select distinct place from rate_daily where measure = 'patrolled' and depth = 4"
+        " and (place = %s or place like %s) and day > %s and day <= %s",
+        [*below(place), quiet_since, span.last])
+    lately = {g for (g,) in await cur.fetchall()}
+    quiet = [g for g in grids if g not in lately]
+    await cur.execute(
+        "select g, (select max(day) from rate_daily where measure = 'patrolled' and depth = 4"
+        "           and place = g and day <= %s) from unnest(%s::text[]) as u(g)",
+        [span.last, quiet])
+    last = dict(await cur.fetchall())
     return {
         "grids": len(grids),
-        "grids_patrolled_per_day": round(sum(n for _, n in last.values()) / span.days, 2),
+        "grids_patrolled_per_day": round(counts.get("grid_days_patrolled", 0) / span.days, 2),
         "not_patrolled_for_days": QUIET_DAYS,
-        "quiet_grids": [{"grid": g, "last_patrol": last[g][0].isoformat() if g in last else None}
-                        for g in grids if g not in last or last[g][0] < quiet_since],
+        "quiet_grids": [{"grid": g, "last_patrol": last[g].isoformat() if last.get(g) else None}
+                        for g in quiet],
     }
 
 
 async def gaming_guards(cur: Cursor, place: str, span: Period, counts: dict[str, int],
                         min_cases: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Flags beside the raw figures, and the closure rates without suspect closures."""
+    """Flags beside the raw figures, and the closure rates without suspect closures (their
+    `_clean` counts, kept by the projection)."""
     tail_first = max(span.first, span.last - timedelta(days=1))
     await cur.execute(
         "select coalesce(sum(n), 0)::bigint from rate_daily where place = %s"
@@ -112,16 +125,8 @@ async def gaming_guards(cur: Cursor, place: str, span: Period, counts: dict[str,
     (closed_at_end,) = await cur.fetchone() or (0,)
     closed = counts.get("closed", 0)
     expected = closed * ((span.last - tail_first).days + 1) / span.days
-    await cur.execute(
-        "select f.measure, count(*) from rate_facts f where f.measure = any(%s)"
-        " and (f.grid = %s or f.grid like %s) and f.day between %s and %s"
-        " and not exists (select 1 from rate_facts s where s.incident_id = f.incident_id"
-        "                 and s.measure = any(%s)) group by f.measure",
-        [["due_closed", "due_closed_on_time"], *below(place), span.first, span.last,
-         list(SUSPECT)])
-    clean = {m: int(n) for m, n in await cur.fetchall()}
-    adjusted = figures({**counts, **{m: clean.get(m, 0) for m in ("due_closed",
-                                                                  "due_closed_on_time")}},
+    adjusted = figures({**counts, **{m: counts.get(f"{m}_clean", 0)
+                                     for m in ("due_closed", "due_closed_on_time")}},
                        min_cases)
     flags = {
         "closed_by_reporter": counts.get("closed_by_reporter", 0),
@@ -146,11 +151,14 @@ async def rates(
     last: Annotated[date | None, Query(alias="to")] = None,
     by: Literal["day", "week", "month", "quarter", "year"] | None = None,
     children: bool = False,
+    p90: Annotated[bool, Query(description="add each duration's 90th percentile (reads the"
+                                           " facts: slower)")] = False,
     format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
     min_offsets: Annotated[str, Query(max_length=2000)] = "",
 ) -> Response:
-    """A place's figures for a period: counts, rates as exact fractions, durations, patrol
-    coverage, gaming guards; `by=` adds a series, `children=true` a drill-down table."""
+    """A place's figures for a period: counts, rates as exact fractions, average durations,
+    patrol coverage, gaming guards; `by=` adds a series, `children=true` a drill-down table,
+    `p90=true` the durations' 90th percentiles."""
     place = in_scope(caller, place)
     span = asked_period(period_, first, last)
     marks = watermarks(request)
@@ -163,8 +171,8 @@ async def rates(
         body: dict[str, Any] = {
             "place": place, "period": _period_json(span), "counts": counts,
             "rates": figures(counts, min_cases),
-            "durations": await durations_of(cur, place, span, counts, totals),
-            "patrol_coverage": await patrol_coverage(cur, place, span),
+            "durations": await durations_of(cur, place, span, counts, totals, p90),
+            "patrol_coverage": await patrol_coverage(cur, place, span, counts),
             "min_cases": min_cases,
         }
         body["flags"], body["adjusted_rates"] = await gaming_guards(cur, place, span, counts,

@@ -13,7 +13,7 @@ from projections import sla
 from projections.matters import FiveHave
 from projections.resolution_rates import percent
 from tests.lifecycles import dispute
-from tests.stack import RunningStack, an_incident, wait_until
+from tests.stack import RunningStack, a_patrol, a_place, an_incident, wait_until
 
 RULES = sla.load()
 
@@ -168,3 +168,35 @@ def test_the_funnel_counts_matters_at_each_link(stack: RunningStack, grid: str) 
         shown = wait_until(lambda: (f := api.get("/v1/funnel", params={"place": grid}).json())
                            ["funnel"]["report"] == 3 and f, what="three matters awaiting owners")
     assert shown["funnel"] == {"report": 3, "own": 0, "resolve": 0, "supervise": 0, "closed": 0}
+
+
+def test_patrol_coverage_counts_grid_days_and_names_the_quiet_grids(stack: RunningStack
+                                                                     ) -> None:
+    """Coverage comes from the rollup: grid-days patrolled over days in the period, and the
+    grids without a patrol in the period's last 3 days, each with its last patrol."""
+    county = a_place().split("/")[0]
+    every_day, early, never, lately = (f"{county}/101/001/{g:02d}" for g in (1, 2, 3, 4))
+
+    def patrol(grid: str, day: int, hour: int = 10) -> dict[str, Any]:
+        ended = datetime(2025, 11, day, hour, tzinfo=sla.LOCAL)
+        event = a_patrol(grid)
+        event.update(occurred_at=ended.isoformat())
+        event["payload"].update(started_at=(ended - timedelta(hours=1)).isoformat(),
+                                ended_at=ended.isoformat(), route=[])
+        return event
+
+    posted = [patrol(every_day, d) for d in range(1, 31)]
+    posted += [patrol(early, d, h) for d in range(1, 11) for h in (9, 15)]  # twice a day
+    posted += [patrol(lately, d) for d in (29, 30)]
+    posted.append(an_incident(never, occurred_at=datetime(2025, 11, 5, tzinfo=UTC).isoformat()))
+    with stack.ingest(stack.token(Role.worker, county)) as phone:
+        answer = phone.post("/v1/events/batch", json={"events": posted})
+    assert answer.json()["accepted"] == len(posted), answer.text
+    settled(stack)
+
+    coverage = rates(stack, stack.token(Role.supervisor, county), place=county,
+                     period="2025-11")["patrol_coverage"]
+    assert coverage["grids"] == 4
+    assert coverage["grids_patrolled_per_day"] == round((30 + 10 + 2) / 30, 2)
+    assert sorted(coverage["quiet_grids"], key=lambda q: q["grid"]) == [
+        {"grid": early, "last_patrol": "2025-11-10"}, {"grid": never, "last_patrol": None}]

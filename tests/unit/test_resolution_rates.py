@@ -214,7 +214,8 @@ def test_every_fact_is_a_known_measure_counted_on_the_shanghai_day_it_happened(
         assert fact.measure in MEASURES
         assert (fact.grid, fact.incident_id) == (events[0].grid, incident_id)
         if fact.event_id is None:  # figures due by a deadline count on the deadline's day
-            assert fact.measure in {"due", "due_closed", "due_closed_on_time"}
+            assert fact.measure in {"due", "due_closed", "due_closed_on_time",
+                                    "due_closed_clean", "due_closed_on_time_clean"}
             assert deadline is not None and fact.day == shanghai_day(deadline)
         else:
             assert fact.day == shanghai_day(by_id[fact.event_id].occurred_at)
@@ -256,7 +257,8 @@ def test_a_closed_matter_counts_each_step_of_its_chain_once() -> None:
     assert matter.counted() == Counter({
         "reported": 1, "owned": 1, "resolved": 1, "resolved_on_time": 1, "verified": 1,
         "rated": 1, "satisfied": 1, "closed": 1,
-        "due": 1, "due_closed": 1, "due_closed_on_time": 1})
+        "due": 1, "due_closed": 1, "due_closed_on_time": 1,
+        "due_closed_clean": 1, "due_closed_on_time_clean": 1})
     values = {f.measure: f.value for f in matter.facts() if f.value is not None}
     assert values == {"owned": 48 * 60, "resolved": 5 * 3600, "verified": 18 * 3600,
                       "rated": 5.0}
@@ -291,6 +293,21 @@ def test_a_matter_closed_by_the_person_who_reported_it_is_flagged() -> None:
     assert matter.counted()["closed_by_reporter"] == 1
     assert closed(chief, verifier=supervisor).counted()["closed_by_reporter"] == 0
     assert closed(finder, verifier=chief).counted()["closed_by_reporter"] == 0
+
+
+def test_a_suspect_matter_drops_out_of_the_clean_closure_counts() -> None:
+    """The adjusted closure rates read `due_closed_clean`: a closure by its own reporter or
+    a reopening within 7 days keeps a matter out of it, whatever else it counts."""
+    done = closed()
+    assert done.chain.closed_at is not None
+    reopened_soon = done.does(supervisor, {"type": "reopen", "reason": "住户反映问题复发"},
+                              done.chain.closed_at + timedelta(days=2))
+    assert done.counted()["due_closed_clean"] == done.counted()["due_closed"] == 1
+    for flagged, guard in ((closed(chief, verifier=chief), "closed_by_reporter"),
+                           (reopened_soon, "reopened_soon")):
+        assert flagged.counted()[guard] == 1
+        assert flagged.counted()["due_closed_clean"] == 0
+        assert flagged.counted()["due_closed_on_time_clean"] == 0
 
 
 @pytest.mark.parametrize(("satisfaction", "rated", "satisfied"),
