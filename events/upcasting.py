@@ -22,6 +22,16 @@ UPCASTERS: dict[type[Payload], Callable[[Any], Payload]] = {
 UPCAST_TYPES = frozenset(old.event_type for old in UPCASTERS)
 
 
+_EVENT_CLASSES: dict[type[Payload], Any] = {}
+
+
+def _event_class(payload: type[Payload]) -> Any:
+    """The catalog's own `Event[payload]` class (pydantic's lookup of it is not free)."""
+    if payload not in _EVENT_CLASSES:
+        _EVENT_CLASSES[payload] = Event[payload]  # type: ignore[valid-type]
+    return _EVENT_CLASSES[payload]
+
+
 def upcast(event: Event[Any]) -> Event[Any]:
     """The event at its type's current version; the same object if it already is."""
     payload = event.payload
@@ -29,7 +39,7 @@ def upcast(event: Event[Any]) -> Event[Any]:
         payload = step(payload)
     if payload is event.payload:
         return event
-    current: Any = Event[type(payload)]  # type: ignore[misc]  # the catalog's own class
+    current: Any = _event_class(type(payload))
     # every field was validated on the way in and the upcaster built a valid payload:
     # validating the envelope again cost a rebuild a tenth of its time
     upcasted: Event[Any] = current.model_construct(
