@@ -11,8 +11,8 @@ from typing import Any
 from events.envelope import Event, Role
 from projections import sla
 from projections.matters import FiveHave
-from projections.resolution_rates import percent
-from tests.lifecycles import dispute
+from projections.resolution_rates import facts, percent
+from tests.lifecycles import dispute, lifecycle
 from tests.stack import RunningStack, a_patrol, a_place, an_incident, wait_until
 
 RULES = sla.load()
@@ -200,3 +200,27 @@ def test_patrol_coverage_counts_grid_days_and_names_the_quiet_grids(stack: Runni
     assert coverage["grids_patrolled_per_day"] == round((30 + 10 + 2) / 30, 2)
     assert sorted(coverage["quiet_grids"], key=lambda q: q["grid"]) == [
         {"grid": early, "last_patrol": "2025-11-10"}, {"grid": never, "last_patrol": None}]
+
+
+def test_durations_average_from_the_rollup_and_p90_from_the_facts(stack: RunningStack
+                                                                   ) -> None:
+    """The average is the rollup's sum over its count; `p90=true` adds the facts' 90th
+    percentile (PostgreSQL's `percentile_cont`: linear between the two nearest values)."""
+    rng = random.Random(906)
+    county = a_place().split("/")[0]
+    start = datetime(2025, 6, 2, 9, tzinfo=sla.LOCAL)
+    matters = [lifecycle(RULES, f"{county}/101/001/01", rng, start + timedelta(hours=n))
+               for n in range(40)]
+    stack.publish([e for m in matters for e in m])
+    settled(stack)
+    waits = sorted(f.value for m in matters for f in facts(m[0].aggregate_id, m)
+                   if f.measure == "owned" and f.value is not None and f.day.month == 6)
+    rank = 0.9 * (len(waits) - 1)
+    below_, above = waits[int(rank)], waits[min(int(rank) + 1, len(waits) - 1)]
+    expected = below_ + (above - below_) * (rank - int(rank))
+
+    supervisor = stack.token(Role.supervisor, county)
+    plain = rates(stack, supervisor, place=county, period="2025-06")["durations"]
+    assert plain["report_to_own"] == {"average_s": round(sum(waits) / len(waits), 1)}
+    full = rates(stack, supervisor, place=county, period="2025-06", p90="true")["durations"]
+    assert full["report_to_own"]["p90_s"] == round(expected, 1)
