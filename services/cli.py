@@ -350,6 +350,30 @@ def person_erase(grid: str, name: str, phone: str | None, reason: str, by: str) 
                f" recorded as {event.event_id}")
 
 
+def who(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A person's or a device's id as the audit log takes it, or a usage error naming the
+    option (not a traceback from the event model)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from events.audit import Who
+
+    if value is None:
+        return None
+    try:
+        return TypeAdapter(Who).validate_python(value)
+    except ValidationError:
+        raise click.BadParameter("1 to 56 of the letters A-Z a-z, digits and . _ : -",
+                                 ctx=ctx, param=param) from None
+
+
+def scope(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+          ) -> tuple[str, ...]:
+    if not all(1 <= len(place) <= 100 for place in value):
+        raise click.BadParameter("a place-path prefix of 1 to 100 characters, or '*'",
+                                 ctx=ctx, param=param)
+    return value
+
+
 @main.group()
 def token() -> None:
     """Bearer tokens: every one issued and every revocation is recorded on the audit topic."""
@@ -358,10 +382,11 @@ def token() -> None:
 @token.command("issue")
 @click.option("--role", type=click.Choice([r.value for r in Role if r is not Role.system]),
               required=True)
-@click.option("--place", "places", multiple=True, required=True,
+@click.option("--place", "places", multiple=True, required=True, callback=scope,
               help="Scope: a place-path prefix (repeatable), '*' for everywhere.")
-@click.option("--sub", required=True, help="The person's id.")
-@click.option("--device", default=None, help="The device it is for (revocable on its own).")
+@click.option("--sub", required=True, callback=who, help="The person's id.")
+@click.option("--device", default=None, callback=who,
+              help="The device it is for (revocable on its own).")
 @click.option("--ttl", default=12 * 3600, help="Seconds until it expires.")
 @click.option("--by", "by", default="admin-cli", help="who issues (recorded in the log)")
 def token_issue(role: str, places: tuple[str, ...], sub: str, device: str | None, ttl: int,
@@ -391,8 +416,10 @@ def token_issue(role: str, places: tuple[str, ...], sub: str, device: str | None
 
 
 @token.command("revoke")
-@click.option("--user", default=None, help="Refuse every token of this person issued so far.")
-@click.option("--device", default=None, help="Refuse every token of this device issued so far.")
+@click.option("--user", default=None, callback=who,
+              help="Refuse every token of this person issued so far.")
+@click.option("--device", default=None, callback=who,
+              help="Refuse every token of this device issued so far.")
 @click.option("--reason", required=True, help="Why (recorded in the log).")
 @click.option("--by", "by", default="admin-cli", help="who revokes (recorded in the log)")
 def token_revoke(user: str | None, device: str | None, reason: str, by: str) -> None:

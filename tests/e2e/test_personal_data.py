@@ -219,3 +219,37 @@ def test_no_service_log_names_a_resident(stack: RunningStack, reported: dict[str
         assert plaintext_in(log.read_text(encoding="utf-8", errors="replace")) == [], log.name
     for url in stack.info["metrics_urls"].values():
         assert plaintext_in(httpx.get(url, timeout=10).text) == [], url
+
+
+def test_a_dispute_parked_as_a_dead_letter_is_ciphertext_there_too(
+        stack: RunningStack, reported: dict[str, Any]) -> None:
+    """The dead-letter topic keeps a poison record's bytes untouched. The log carries a
+    dispute's parties sealed, so a copy of its record that another client garbles and writes
+    back is parked with no name or phone in it."""
+    from kafka import KafkaProducer
+
+    from events.topics import DEAD_LETTERS, INCIDENTS
+
+    (body,), = stack.sql("select body from archive where event_id = %s", reported["event_id"])
+    poison = bytes(body) + b"}"  # one byte too many: not JSON any more
+    producer = KafkaProducer(bootstrap_servers=stack.info["kafka_bootstrap"], acks="all")
+    producer.send(INCIDENTS.name, key=reported["aggregate_id"].encode(), value=poison
+                  ).get(timeout=10)
+    producer.close()
+    dead = consumer(stack.info["kafka_bootstrap"])
+    dead.assign(partitions_of(dead, [DEAD_LETTERS.name]))
+    dead.seek_to_beginning()
+    parked: list[bytes] = []
+
+    def ours() -> bool:
+        for records in dead.poll(timeout_ms=200).values():
+            parked.extend(r.value for r in records if r.value == poison)
+        return bool(parked)
+
+    try:
+        wait_until(ours, what="the garbled dispute in the dead-letter topic")
+    finally:
+        dead.close()
+    assert reported["event_id"].encode() in parked[0]
+    assert plaintext_in(parked[0].decode("utf-8", errors="replace")) == []
+    assert plaintext_in(kcat(stack, DEAD_LETTERS.name)) == []

@@ -148,6 +148,31 @@ def test_every_gridgov_process_authenticates_as_its_own_principal(compose: dict[
     assert {f"PASSWORD_{p.upper().replace('-', '_')}" for p in principals} <= set(setup)
 
 
+def test_only_the_processes_that_open_personal_data_hold_the_master_key(
+    compose: dict[str, Any],
+) -> None:
+    """ingest seals, query masks, reveals and erases, the admin's commands erase: each gets
+    GRIDGOV_MASTER_KEY (a valid 256-bit key from .env); projectors and deciders carry only
+    ciphertext and do not. Kubernetes: the same, from the gridgov-secrets Secret."""
+    holders = {"ingest", "query", "admin-cli"}
+    for name, service in compose["services"].items():
+        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        assert ("GRIDGOV_MASTER_KEY" in env) == (name in holders), name
+        if name in holders:
+            assert Settings.from_env(env).master_key == env["GRIDGOV_MASTER_KEY"], name
+    assert compose["services"]["admin-cli"]["environment"]["GRIDGOV_KAFKA_USERNAME"] == \
+        "admin-cli"
+    for deployment in of_kind("Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        name = deployment["metadata"]["name"]
+        assert ("GRIDGOV_MASTER_KEY" in env) == (name in holders), name
+        if name in holders:
+            assert env["GRIDGOV_MASTER_KEY"]["valueFrom"]["secretKeyRef"] == {
+                "name": "gridgov-secrets", "key": "data-master-key"}
+        assert not [e for e in env if "MASTER" in e and e != "GRIDGOV_MASTER_KEY"], name
+
+
 def test_a_services_principal_reaches_every_kafka_client_it_opens(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -217,12 +242,18 @@ def test_the_acls_grant_each_service_its_part_and_no_one_else_writes_the_log() -
     assert writers("gridgov.incidents") == {"ingest", "decider-incidents"}
     assert writers("gridgov.patrols") == {"ingest"}
     assert writers("gridgov.points") == {"ingest", "decider-points"}
-    assert writers("gridgov.audit") == set()  # a promotion with a reason is a break-glass job
+    # break-glass reads and erasures (query), tokens and erasures by command (admin-cli); a
+    # promotion with a reason is a break-glass job with a principal of its own
+    assert writers("gridgov.audit") == {"query", "admin-cli"}
+    assert {(op, name) for who, op, _, name in granted if who == "admin-cli"} == {
+        ("Write", "gridgov.audit"), ("Describe", "gridgov.audit")}
     assert {t.name for t in COMMAND_TOPICS} == {
         name for _, op, _, name in granted if op == "Write" and name.startswith("gridgov.commands")}
     assert all(writers(t.name) == {"ingest"} for t in COMMAND_TOPICS)
     assert writers("gridgov.deadletter") == {"projector-archive"}  # the one that parks poison
-    assert {op for who, op, _, _ in granted if who in ("auditor", "query")} == {"Read", "Describe"}
+    assert {op for who, op, _, _ in granted if who == "auditor"} == {"Read", "Describe"}
+    assert {name for who, op, _, name in granted if who == "query" and op == "Write"} == {
+        "gridgov.audit"}
     assert {name for _, _, kind, name in granted if kind == "group"} == GROUPS
 
 

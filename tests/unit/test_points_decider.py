@@ -224,3 +224,14 @@ def test_a_changed_catalog_prices_new_awards_and_leaves_earned_balances_alone(
     assert (later.payload.points, later.payload.rule_version) == (20, 2)
     assert fold(book.account_id, book.events).balance(OCT).available == 10 + 20
     assert fold(book.account_id, book.events[:1]).balance(OCT).available == 10
+
+
+def test_a_grid_chief_cannot_award_points_to_himself_nor_approve_his_own_claim() -> None:
+    book = Book()
+    himself = Actor(id=book.account_id, role=Role.grid_chief)  # the chief's own account
+    for rule in ("environment_work", "dispute_report", "golden_idea"):
+        assert book.refuses(himself, award(rule, 1), OCT).code == "self_approval"
+    claim = book.claim("environment_work", 1, OCT, by=chief)
+    assert book.refuses(chief, {"type": "approve", "claim_id": str(claim)}, OCT).code == \
+        "self_approval"
+    book.does(police, {"type": "approve", "claim_id": str(claim)}, OCT)  # someone else may

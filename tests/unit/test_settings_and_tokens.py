@@ -86,3 +86,32 @@ def test_a_forged_or_stale_token_is_refused(forgery: str) -> None:
 def test_the_producer_refuses_anything_short_of_acks_all_with_idempotence(weak: dict) -> None:
     with pytest.raises(ValueError, match="acks=all"):
         durable_producer_config("127.0.0.1:9092", **weak)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--sub", "w 0001"), ("--sub", ""), ("--sub", "w/0001"), ("--sub", "w" * 57),
+    ("--device", "phone 7f3a"), ("--device", "手机"), ("--place", ""), ("--place", "4" * 101)])
+def test_token_issue_with_an_invalid_id_is_a_usage_error_not_a_traceback(
+    option: str, value: str,
+) -> None:
+    from click.testing import CliRunner
+
+    from services.cli import main
+
+    given = {"--sub": "w-0001", "--device": "phone-7f3a", "--place": "430382", option: value}
+    result = CliRunner().invoke(main, ["token", "issue", "--role", "worker",
+                                       *[a for o, v in given.items() for a in (o, v)]])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+
+
+def test_token_revoke_with_an_invalid_id_is_a_usage_error() -> None:
+    from click.testing import CliRunner
+
+    from services.cli import main
+
+    result = CliRunner().invoke(main, ["token", "revoke", "--device", "phone 7f3a",
+                                       "--reason", "手机遗失"])
+    assert result.exit_code == 2 and "Invalid value for '--device'" in result.output
