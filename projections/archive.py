@@ -10,7 +10,7 @@ from uuid import UUID
 import orjson
 
 from events.catalog import event_from_json
-from events.codec import GENESIS, canonical, chain_hash, submission_digest
+from events.codec import GENESIS, chain_hash, encode, submission_digest
 from events.topics import EVENT_TOPICS
 from events.upcasting import UPCAST_TYPES
 from projections.runner import Delivery
@@ -51,8 +51,8 @@ def chain(
     archived, duplicates = [], []
     for delivery in deliveries:
         event, record = delivery.event, delivery.record
-        body = canonical(event)
-        submitted = submission_digest(event)
+        encoded = encode(event)  # one model_dump for the bytes and the digest
+        body, submitted = encoded.body, encoded.digest
         if event.event_id in known:
             duplicates.append(Duplicate(delivery, known[event.event_id] == submitted))
             continue
@@ -121,7 +121,7 @@ class Archive:
         )
         heads = {(t, p): Head(pos + 1, h) for t, p, pos, h in await cur.fetchall()}
         await cur.execute(
-            "select event_id, body from archive where event_id = any(%s)",
+            "select event_id, body from archive where event_id = any(%b)",
             [[d.event.event_id for d in deliveries]],
         )
         known = {eid: submission_digest(orjson.loads(body)) for eid, body in await cur.fetchall()}
