@@ -88,7 +88,8 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
         too_large if len(e.body) > MAX_EVENT_BYTES else None for e in encoded]
     fit = [i for i, o in enumerate(outcomes) if o is None]
     try:
-        claims = await receipts.claim([(events[i].event_id, digests[i]) for i in fit])
+        claims = await receipts.claim([(events[i].event_id, digests[i], encoded[i].body)
+                                       for i in fit])
     except psycopg.Error as exc:
         raise Unavailable("database", "receipts are unavailable, retry later") from exc
     send: dict[UUID, int] = {}  # each id goes to the log once, whatever the batch repeats

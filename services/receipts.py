@@ -37,23 +37,25 @@ class Receipts:
         self.claim = GroupCommit(self._claim)
         self.record = GroupCommit(self._record)
 
-    async def _claim(self, wanted: list[tuple[UUID, str]]) -> list[Claim]:
-        """Claim each id for its digest unless it is claimed already; each id's claim."""
-        first = dict(reversed(wanted))  # within the group, the earliest request's body
+    async def _claim(self, wanted: list[tuple[UUID, str, bytes]]) -> list[Claim]:
+        """Claim each id for its digest (keeping its bytes: the outbox a re-seed republishes
+        from) unless it is claimed already; each id's claim."""
+        first = {eid: (digest, body) for eid, digest, body in reversed(wanted)}  # earliest
         async with self.store.cursor() as cur:
             # a claim committed by another process after this statement's snapshot conflicts
             # but is not visible to the join: those few are read again below
             await cur.execute(
-                "with wanted (event_id, body_digest) as"
-                "   (select * from unnest(%b::uuid[], %b::text[])),"
-                " fresh as (insert into ingest_claims select * from wanted"
+                "with wanted (event_id, body_digest, body) as"
+                "   (select * from unnest(%b::uuid[], %b::text[], %b::bytea[])),"
+                " fresh as (insert into ingest_claims (event_id, body_digest, body)"
+                "   select * from wanted"
                 "   on conflict (event_id) do nothing returning event_id, body_digest)"
                 " select w.event_id, coalesce(f.body_digest, c.body_digest),"
                 "   r.topic, r.partition, r.log_offset"
                 " from wanted w left join fresh f using (event_id)"
                 "   left join ingest_claims c using (event_id)"
                 "   left join ingest_receipts r using (event_id)",
-                [list(first), list(first.values())])
+                [list(first), [d for d, _ in first.values()], [b for _, b in first.values()]])
             rows = await cur.fetchall()
             unseen = [eid for eid, digest, *_ in rows if digest is None]
             if unseen:
@@ -64,7 +66,7 @@ class Receipts:
                 rows += await cur.fetchall()
         claims = {eid: Claim(digest, Receipt(str(eid), t, p, o) if t is not None else None)
                   for eid, digest, t, p, o in rows if digest is not None}
-        return [claims[eid] for eid, _ in wanted]
+        return [claims[eid] for eid, _, _ in wanted]
 
     async def _record(self, fresh: list[tuple[Receipt, str]]) -> list[FirstReceipt]:
         """Keep these as first receipts; where another request's came first, answer that."""

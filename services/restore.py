@@ -4,19 +4,22 @@ The embedded broker keeps its log in memory, so the archive re-seeds it at every
 new log holds exactly the archived events, partition by partition in archive order, so an
 event's new offset is its archive position; duplicates and poison records are not republished.
 Offsets that projections stored for the old log are remapped through the archive: the next
-offset becomes the number of archived events that lay below it. Receipts of events the archive
-never got (acknowledged by a broker that died before the archive applied them) are dropped:
-the event is not in the log any more, so a phone's retry of it must append it again rather
-than be answered with a receipt for an offset that now holds another event. A projection that
-had applied such events (it was ahead of the archive) cannot be remapped: its rows hold facts
-the log no longer has, so it is emptied and rebuilds from offset 0.
+offset becomes the number of archived events that lay below it. Events ingest acknowledged
+that the archive never got (a broker that died before the archive applied them) are sent
+again after the archived ones, from the bytes their id was claimed for (ingest's outbox), and
+their receipts name their new offsets: no 201 dies with the broker. A projection that had
+applied such events (it was ahead of the archive) cannot be remapped: its rows hold them at
+their old offsets, so it is emptied and rebuilds from offset 0. What a decider wrote and the
+archive had not applied is lost with the broker's memory (docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from uuid import UUID
 
+import orjson
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from psycopg import sql
@@ -87,16 +90,43 @@ def reseed(bootstrap: str, database_url: str) -> int:
                 "update ingest_receipts r set log_offset = a.position"
                 " from archive a where a.event_id = r.event_id"
             )
+            republished = _republish_acknowledged(conn, event_log)
             lost = conn.execute(
                 "delete from ingest_receipts r where not exists"
                 " (select 1 from archive a where a.event_id = r.event_id)"
+                " and r.event_id <> all(%s)", [republished]
             ).rowcount
     event_log.close()
-    if lost:
+    if republished:
         log.warning("%d acknowledged events were not archived when the broker's log was lost;"
+                    " republished from ingest's claims", len(republished))
+    if lost:
+        log.warning("%d acknowledged events were not archived and have no claimed bytes;"
                     " their receipts are dropped so that retries append them again", lost)
     log.info("re-seeded %d archived events into the broker", total)
     return total
+
+
+def _republish_acknowledged(conn: psycopg.Connection[Any], event_log: EventLog) -> list[UUID]:
+    """Events ingest answered 201 for (they have a receipt) that the archive never got, sent
+    again from the bytes their id was claimed for, in their old order after the archived
+    ones; their receipts then name their new offsets. Returns their ids."""
+    rows = conn.execute(
+        "select r.event_id, r.topic, r.partition, c.body from ingest_receipts r"
+        " join ingest_claims c using (event_id) where c.body is not null and not exists"
+        " (select 1 from archive a where a.event_id = r.event_id)"
+        " order by r.topic, r.partition, r.log_offset").fetchall()
+    sent = []
+    for event_id, topic, partition, body in rows:
+        fields = orjson.loads(body)
+        sent.append((event_id, event_log.send_raw(
+            topic, bytes(body), key=fields["aggregate_id"].encode(), partition=partition,
+            headers=[("event_type", fields["event_type"].encode())])))
+    event_log.flush()
+    for event_id, future in sent:
+        conn.execute("update ingest_receipts set log_offset = %s where event_id = %s",
+                     [future.get(timeout=30).offset, event_id])
+    return [event_id for event_id, _ in sent]
 
 
 def _ahead_of_archive(conn: psycopg.Connection[Any]) -> list[str]:

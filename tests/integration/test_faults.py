@@ -160,18 +160,16 @@ def test_the_broker_killed_during_ingest_is_restarted_reseeded_and_ingest_recove
     chaos: Chaos,
 ) -> None:
     """The embedded broker keeps its log in memory (its Tansu build has no PostgreSQL
-    storage), so what it acknowledged and the archive had not yet applied dies with it: that
-    window is the only loss allowed, and everything archived before the kill comes back."""
+    storage): what it acknowledged and the archive had not yet applied dies with it, and the
+    re-seed sends ingest's acknowledged events again from their claims (its outbox)."""
     stack, rng = chaos.stack, random.Random()
     county, grids = a_county(rng)
     oracle = Oracle(county)
     # phones only: a writer straight onto the log, which the supervisor cannot hold off,
     # would race its re-seed of the new broker
     with Stream(stack, oracle, grids, rng, straight_to_log=False) as stream:
-        # the broker dies while the archive keeps up: what it loses is the archive's lag
-        wait_until(lambda: stack.archived_under(county) >= 300
-                   and stack.caught_up(Archive.name, *Archive.topics), timeout=120,
-                   what="the archive to keep up with the stream")
+        wait_until(lambda: stack.archived_under(county) >= 300, timeout=120,
+                   what="the archive to hold the stream's first events")
         broker = stack.reload()["pids"]["broker"]
         archived_before = set(archived(stack, county))
         killed = time.monotonic()
@@ -191,19 +189,16 @@ def test_the_broker_killed_during_ingest_is_restarted_reseeded_and_ingest_recove
     logged = oracle.log_ids(stack, Archive.topics)
     anomalies = oracle.check(stack, {"archive": archived(stack, county),
                                      "five_have": in_timelines(stack, logged)}, logged)
-    lost = {i for a in anomalies if a.name == "lost-write" for i in a.event_ids}
-    assert len(archived_before) >= 300 and not lost & archived_before  # republished
-    # a 201 once the broker was back is in the log; the lost were answered before that
-    assert all(stream.answered_201[i] < reseeded for i in lost), sorted(lost)[:5]
-    anomalies = [a for a in anomalies if a.name != "lost-write"]
     anomalies += mismatches(stack, Archive(), "broker_archive")
     anomalies += mismatches(stack, FiveHave(), "broker_five_have")
-    assert [str(a) for a in anomalies] == []
-    after = sum(at > reseeded for at in stream.answered_201.values())
+    assert len(archived_before) >= 300
+    assert [str(a) for a in anomalies] == []  # no lost-write: not even the archive's lag
+    not_yet_archived = sum(at < killed and i not in archived_before
+                           for i, at in stream.answered_201.items())
     print(f"scenario 3: ingest back {back - killed:.1f} s after the kill;"  # noqa: T201
           f" {Counter(s for s, _ in outage)} answers meanwhile; {len(oracle.acked)}"
-          f" acknowledged ({after} after the restart), {len(lost)} lost with the in-memory log"
-          f" (acknowledged, not yet archived), {len(oracle.indeterminate)} unanswered")
+          f" acknowledged, {not_yet_archived} of them not archived at the kill,"
+          f" {len(oracle.indeterminate)} unanswered")
 
 
 # -- scenario 1: projectors and ingest die at random fault points during a stream ----------
