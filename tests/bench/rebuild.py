@@ -16,49 +16,16 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-
 from events.codec import canonical
-from events.log import consumer, end_offsets, partitions_of
 from projections import sla
 from projections.matters import FiveHave
 from projections.replay import replay
-from tests.bench.__main__ import record
+from tests.bench.baselines import raw_consume, raw_copy
+from tests.bench.report import record
 from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, wait_until
 
 EVENTS = int(os.environ.get("GRIDGOV_BENCH_REBUILD_EVENTS", "1000000"))
-
-
-def raw_consume(bootstrap: str, topics: tuple[str, ...]) -> tuple[int, float]:
-    """Baseline: kafka-python alone reading every record of the topics, doing nothing else."""
-    kafka = consumer(bootstrap, max_poll_records=5000)
-    tps = partitions_of(kafka, topics)
-    ends = end_offsets(kafka, tps)
-    kafka.assign(tps)
-    kafka.seek_to_beginning(*tps)
-    read, started = 0, time.perf_counter()
-    left = {tp for tp in tps if ends[tp]}
-    while left:
-        for tp, records in kafka.poll(timeout_ms=500).items():
-            read += len(records)
-            if kafka.position(tp) >= ends[tp]:
-                left.discard(tp)
-                kafka.pause(tp)
-    elapsed = time.perf_counter() - started
-    kafka.close()
-    return read, read / elapsed
-
-
-def raw_copy(database_url: str, bodies: list[bytes]) -> float:
-    """Baseline: COPY of the same canonical bodies into an unindexed table."""
-    with psycopg.connect(database_url) as conn:
-        conn.execute("create temporary table bench_copy (body bytea)")
-        started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy("copy bench_copy (body) from stdin") as copy:
-            for body in bodies:
-                copy.write_row((body,))
-        return len(bodies) / (time.perf_counter() - started)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from projections import sla
 from projections.matters import FiveHave
 from projections.store import migrate
 from services.dev import Child, start_postgres, stop_postgres, tansu_binary, wait_for_port
-from tests.bench.__main__ import record
+from tests.bench.report import record
 from tests.lifecycles import lifecycle
 from tests.stack import free_port
 

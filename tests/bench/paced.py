@@ -1,0 +1,110 @@
+"""Open-loop load: requests are due on a schedule whatever the answers' delays, and each latency
+counts from the moment its request was due, so a stalled server is not hidden by a client
+that waits for it (coordinated omission). A fixed set of connections takes the due requests
+in turn, like wrk2: one pool per connection, because httpcore's shared pool scans its whole
+queue on every request and, thousands deep, made the client the bottleneck."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from events.envelope import Role
+from tests.stack import RunningStack, a_place, an_incident
+
+
+@dataclass
+class Paced:
+    latencies: list[float]  # seconds from due to answered
+    started: float  # requests a second the schedule kept up with
+    answered: float  # requests a second answered, from the first due to the last answer
+
+
+def client(url: str, token: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, timeout=300,
+                             headers={"authorization": f"Bearer {token}"})
+
+
+async def paced(rate: float, seconds: float, connections: int, url: str, token: str,
+                send: Callable[[httpx.AsyncClient], Awaitable[None]]) -> Paced:
+    """`send` due `rate` times a second for `seconds`, over `connections` connections."""
+    latencies: list[float] = []
+    due: asyncio.Queue[float | None] = asyncio.Queue()
+
+    async def connection() -> None:
+        async with client(url, token) as http:
+            while (at := await due.get()) is not None:
+                await send(http)
+                latencies.append(time.perf_counter() - at)
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    first, total = time.perf_counter(), max(1, int(rate * seconds))
+    for k in range(total):
+        at = first + k / rate
+        if (delay := at - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        due.put_nowait(at)
+    started = total / max(time.perf_counter() - first, 1 / rate)
+    for _ in workers:
+        due.put_nowait(None)
+    await asyncio.gather(*workers)
+    return Paced(latencies, started, total / (time.perf_counter() - first))
+
+
+async def singles_at(stack: RunningStack, rate: float, seconds: float) -> Paced:
+    """`POST /v1/events` one event at a time, `rate` requests a second, 32 connections."""
+    grid = a_place()
+
+    async def send(http: httpx.AsyncClient) -> None:
+        answer = await http.post("/v1/events", json=an_incident(grid))
+        assert answer.status_code == 201, answer.text[:300]
+
+    return await paced(rate, seconds, 32, stack.info["ingest_url"],
+                       stack.token(Role.worker, grid), send)
+
+
+async def steady_load(stack: RunningStack, events_per_second: float, seconds: float,
+                      batch: int) -> Paced:
+    """Batches of new incidents into a place of their own at `events_per_second`, 4 connections
+    (rates in batches a second)."""
+    grid = a_place()
+
+    async def send(http: httpx.AsyncClient) -> None:
+        answer = await http.post("/v1/events/batch",
+                                 json={"events": [an_incident(grid) for _ in range(batch)]})
+        assert answer.json()["accepted"] == batch, answer.text[:300]
+
+    return await paced(events_per_second / batch, seconds, 4, stack.info["ingest_url"],
+                       stack.token(Role.worker, grid), send)
+
+
+async def visible_under_load(stack: RunningStack, events_per_second: float, seconds: float,
+                             probes_per_second: float = 4.0
+                             ) -> tuple[list[float], list[float], Paced]:
+    """While a steady load runs, a phone publishes a marked incident and a supervisor polls
+    `GET /v1/incidents/{id}` until it shows: (publish → 201, publish → visible, the load).
+    A probe times itself from its own publish: a probe waiting for a free phone is the
+    benchmark's queue, not the platform's."""
+    grid = a_place()
+    acks: list[float] = []
+    visible: list[float] = []
+    async with client(stack.info["query_url"], stack.token(Role.supervisor, grid)) as board:
+        async def probe(phone: httpx.AsyncClient) -> None:
+            event, started = an_incident(grid), time.perf_counter()
+            answer = await phone.post("/v1/events", json=event)
+            assert answer.status_code == 201, answer.text[:300]
+            acks.append(time.perf_counter() - started)
+            async with asyncio.timeout(120):
+                while (await board.get(f"/v1/incidents/{event['aggregate_id']}")
+                       ).status_code != 200:
+                    await asyncio.sleep(0.01)
+            visible.append(time.perf_counter() - started)
+
+        load = asyncio.create_task(steady_load(stack, events_per_second, seconds, 100))
+        await paced(probes_per_second, seconds, 16, stack.info["ingest_url"],
+                    stack.token(Role.worker, grid), probe)
+        return acks, visible, await load

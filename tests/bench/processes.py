@@ -1,0 +1,66 @@
+"""The stack's processes as the operating system sees them: resident memory and CPU time."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import psutil
+
+from tests.stack import RunningStack
+
+
+def stack_processes(stack: RunningStack) -> dict[str, psutil.Process]:
+    """Our services, the broker and PostgreSQL's postmaster (its backends are its children)."""
+    processes = {name: psutil.Process(pid) for name, pid in stack.info["pids"].items() if pid}
+    postmaster = int((stack.pgdata / "postmaster.pid").read_text().split()[0])
+    processes["postgres"] = psutil.Process(postmaster)
+    return processes
+
+
+def cpu_seconds(processes: dict[str, psutil.Process]) -> float:
+    """User + system time used so far by every process and its descendants; a reaped child
+    (a PostgreSQL backend that has ended) counts in its parent's `children_*` times."""
+    total = 0.0
+    for process in processes.values():
+        try:
+            family = [process, *process.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for member in family:
+            try:
+                t = member.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+class Memory(threading.Thread):
+    """Samples each process's resident memory once a second for the whole run: its peak, and
+    its mean over any window (how much it grew during the soak)."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        super().__init__(daemon=True)
+        self.processes = processes
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            sample = {}
+            for name, process in self.processes.items():
+                try:
+                    sample[name] = process.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.samples.append((time.monotonic(), sample))
+            time.sleep(1.0)
+
+    def peak(self, name: str) -> int:
+        return max((s.get(name, 0) for _, s in self.samples), default=0)
+
+    def mean(self, name: str, since: float, until: float) -> float:
+        return statistics.fmean([s[name] for t, s in self.samples
+                                 if since <= t <= until and name in s] or [0])

@@ -1,0 +1,59 @@
+"""Projection throughput per worker: each projection rebuilt from the broker by one worker (the
+same runner and sink as the live projector, into a schema of its own), beside kafka-python
+alone reading the same topics and COPY alone writing the same rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from projections.archive import Archive
+from projections.matters import FiveHave
+from projections.replay import replay
+from projections.runner import Projection
+from tests.bench.baselines import raw_consume, raw_copy
+from tests.bench.report import Row
+from tests.stack import RunningStack, wait_until
+
+
+def rebuilt(stack: RunningStack, projection: Projection) -> tuple[int, float]:
+    """(records read, records/s) of one worker rebuilding `projection` from offset 0."""
+    read = 0
+
+    def progress(n: int) -> None:
+        nonlocal read
+        read += n
+
+    started = time.perf_counter()
+    asyncio.run(replay(projection, bootstrap=stack.info["kafka_bootstrap"],
+                       database_url=stack.info["database_url"],
+                       schema=f"bench_{projection.name}", progress=progress))
+    return read, read / (time.perf_counter() - started)
+
+
+def projection_rows(stack: RunningStack) -> list[Row]:
+    """Archive and chain-and-rates over everything the run has published so far; the slower
+    of raw consume and raw COPY of the same records is each one's baseline."""
+    archive, five_have = Archive(), FiveHave()
+    wait_until(lambda: stack.caught_up(archive.name, *archive.topics)
+               and stack.caught_up(five_have.name, *five_have.topics), timeout=3600,
+               what="the live projectors to be idle")
+    rows: list[Row] = []
+    for projection, goal in ((archive, 0.5), (five_have, 0.3)):
+        bodies = [bytes(b) for b, in stack.sql(
+            "select body from archive where topic = any(%s)", list(projection.topics))]
+        consumed_records, consumed = raw_consume(stack.info["kafka_bootstrap"], projection.topics)
+        copied = raw_copy(stack.info["database_url"], bodies)
+        read, rate = rebuilt(stack, projection)
+        floor = min(consumed, copied)
+        rows.append((f"{projection.name} projection, 1 worker rebuilding {read:,} records"
+                     " from the broker, events/s per worker", f"{rate:,.0f}",
+                     f"raw consume {consumed:,.0f} ({consumed_records:,} records), raw COPY"
+                     f" {copied:,.0f} ({len(bodies):,} rows)",
+                     f"{rate / floor:.2f} × the slower (goal ≥ {goal})"))
+        if projection is five_have:
+            rows.append((f"rebuild from the broker, chain + rates, {read:,} events, events/s",
+                         f"{rate:,.0f}", f"raw kafka-python consume {consumed:,.0f}",
+                         f"{rate / consumed:.2f} × consume (goal ≥ 0.5); the replay of the row"
+                         " above; 1,000,000 events: `make bench-rebuild`"))
+    return rows
