@@ -2,9 +2,10 @@
 
 Pure: the account (folded by the ledger) comes in, payloads or a `Rejected` go out. Invariants:
 a claim is approved or rejected once; a deed is paid once per account and rule (the award names
-its source); a rule's monthly cap holds; a redemption never exceeds the balance (the reason
-says what the balance is); an award can be voided only inside its review window, before it
-posts; points are never deducted. Event ids derive from the command id, so a retried command
+its source); a rule's monthly cap (by the deed's month) and daily cap (by the award's day, on
+the server's clock) hold; a redemption never exceeds the balance (the reason says what the
+balance is); an award can be voided only inside its review window, before it posts; points are
+never deducted. Event ids derive from the command id, so a retried command
 cannot emit twice.
 """
 
@@ -44,6 +45,7 @@ from projections.points_ranking import (
     TIE_BREAK,
     TOP,
     Snapshot,
+    day_of,
     ends,
     is_half,
     month_of,
@@ -196,6 +198,11 @@ def _award(account: Account, catalog: Catalog, rule: Rule, quantity: int, source
     if used + points > rule.monthly_cap:
         raise Rejected("monthly_cap", f"{rule.code} pays at most {rule.monthly_cap} a month;"
                        f" {used} already awarded for {month}, {points} more asked")
+    day = day_of(now)
+    today = account.awarded_on(rule.code, day)
+    if today + points > rule.daily_cap:
+        raise Rejected("daily_cap", f"{rule.code} pays an account at most {rule.daily_cap} a"
+                       f" day; {today} already awarded on {day}, {points} more asked")
     return PointsAwarded(rule=rule.code, rule_version=catalog.version, quantity=quantity,
                          points=points, source_id=source_id, deed_at=deed_at,
                          posts_at=now + rule.review, claim_id=claim_id, note=note)

@@ -40,7 +40,7 @@ from events.points import (
     PointsRejected,
 )
 from events.topics import POINTS
-from projections.points_ranking import Credit, Snapshot, Watermark, is_half, month_of
+from projections.points_ranking import Credit, Snapshot, Watermark, day_of, is_half, month_of
 from projections.runner import Delivery
 from projections.store import Cursor
 
@@ -135,6 +135,11 @@ class Account:
         """Points already awarded by `rule` for deeds of `month`: what its cap has left."""
         return sum(t.amount for t in self.awards()
                    if t.rule == rule and t.deed_at and month_of(t.deed_at) == month)
+
+    def awarded_on(self, rule: str, day: str) -> int:
+        """Points awarded by `rule` on `day` (the award's own day): what its daily cap has left."""
+        return sum(t.amount for t in self.awards()
+                   if t.rule == rule and day_of(t.decided_at) == day)
 
     def balance(self, at: datetime) -> Balance:
         status = [(t, t.status(at)) for t in self.transfers.values()]

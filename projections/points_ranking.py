@@ -47,6 +47,10 @@ def month_of(at: datetime) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
+def day_of(at: datetime) -> str:
+    return at.astimezone(LOCAL).date().isoformat()
+
+
 def half_of(month: str) -> str:
     return f"{month[:4]}H{1 if int(month[5:7]) <= 6 else 2}"
 

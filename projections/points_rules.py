@@ -1,4 +1,5 @@
-"""The points rules catalog: what a deed is worth, who may pay it, how much a month at most.
+"""The points rules catalog: what a deed is worth, who may pay it, how much a day and a month
+at most.
 
 Loaded once when the points decider starts. Only decisions read it: the ledger takes the points
 from each award, so changing the catalog never changes a balance already earned.
@@ -27,6 +28,9 @@ class Rule:
     unit_en: str
     points_per_unit: int
     monthly_cap: int  # per account, per calendar month of the deed
+    #: per account, per Asia/Shanghai day on which the points are awarded (the server's clock,
+    #: which no awarder sets): what one sitting can pay, however the deeds are dated
+    daily_cap: int
     review: timedelta  # 公示期: an award can be voided until it has run, then it posts
     claimable: bool  # may a household claim it itself, or is it only awarded
     award: frozenset[Role]  # who may award it directly
@@ -79,12 +83,16 @@ def parse(text: str) -> Catalog:
             code=code, zh=spec["zh"], en=spec["en"], unit_zh=spec["unit_zh"],
             unit_en=spec["unit_en"], points_per_unit=_positive(spec, "points_per_unit", where),
             monthly_cap=_positive(spec, "monthly_cap", where),
+            daily_cap=_positive(spec, "daily_cap", where),
             review=timedelta(days=_positive(spec, "review_days", where, zero=True)),
             claimable=bool(spec.get("claimable", False)),
             award=_roles(spec, "award", where), approve=_roles(spec, "approve", where),
         )
         if rule.monthly_cap < rule.points_per_unit:
             raise InvalidCatalog(f"{where}: the monthly cap is below one unit's points")
+        if not rule.points_per_unit <= rule.daily_cap <= rule.monthly_cap:
+            raise InvalidCatalog(f"{where}: the daily cap must hold one unit's points and not"
+                                 " exceed the monthly cap")
         if rule.claimable and not rule.approve:
             raise InvalidCatalog(f"{where}: a claimable rule needs roles that approve")
         rules[code] = rule

@@ -327,7 +327,7 @@ def person_erase(grid: str, name: str, phone: str | None, reason: str, by: str) 
     from events.envelope import Actor
     from events.log import EventLog
     from projections.store import Store
-    from services.personal import Erasure, Keyring, erase
+    from services.personal import Erasure, erase, keyring
 
     settings = load_settings()
 
@@ -335,7 +335,7 @@ def person_erase(grid: str, name: str, phone: str | None, reason: str, by: str) 
         store = await Store(settings.database_url or "").open()
         log = EventLog(settings.kafka_bootstrap or "", client_id="gridgov-admin")
         try:
-            return await erase(store, log, Keyring(settings),
+            return await erase(store, log, await keyring(store, settings),
                                Erasure(grid=grid, name=name, phone=phone, reason=reason),
                                Actor(id=by, role=Role.admin))
         finally:
@@ -348,6 +348,33 @@ def person_erase(grid: str, name: str, phone: str | None, reason: str, by: str) 
         raise SystemExit(1)
     click.echo(f"erased {event.payload.person}: {event.payload.keys} key(s) deleted,"
                f" recorded as {event.event_id}")
+
+
+@person.command("rewrap")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000),
+              help="Data keys re-wrapped per transaction.")
+def person_rewrap(batch: int) -> None:
+    """Re-wrap every resident's data key under the current (first) master key of
+    GRIDGOV_MASTER_KEYS, so the older keys can leave the ring; exit 1 if some key opens with
+    no key of the ring (docs/OPERATIONS.md, "Rotating the master key")."""
+    from projections.store import Store
+    from services.personal import keyring, rewrap
+
+    settings = load_settings()
+
+    async def rewrapped() -> Any:
+        store = await Store(settings.database_url or "").open()
+        try:
+            keys = await keyring(store, settings)
+            return keys.current, await rewrap(store, keys, batch=batch)
+        finally:
+            await store.close()
+
+    current, done = asyncio.run(rewrapped())
+    click.echo(f"{done.rewrapped} data key(s) re-wrapped under master key {current};"
+               f" {done.unopenable} left that no key of the ring opens")
+    if done.unopenable:
+        raise SystemExit(1)
 
 
 def who(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -2,8 +2,12 @@
 break-glass reads in the APIs, erasure (crypto-shredding). The pure part is events/personal.py.
 
 Keys: each person's AES-256 data key is kept in `person_keys`, wrapped (AES-GCM) by a key
-derived from GRIDGOV_MASTER_KEY; a second derived key makes person ids (keyed HMAC). Nothing
-here logs a value, and no metric is labelled with one.
+derived from the current master key of the ring (GRIDGOV_MASTER_KEYS, or GRIDGOV_MASTER_KEY
+alone as "m1"), with the id of the master key that wrapped it; the older keys of the ring
+still unwrap, and `rewrap` moves every data key to the current one so they can be retired.
+Person ids are a keyed HMAC under a key of their own (`person_id_key`), wrapped by the ring
+too, so that rotating the master key never changes who a person is. Nothing here logs a
+value, and no metric is labelled with one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hmac
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -47,34 +52,118 @@ from events.personal import (
 from projections.store import Cursor, Store
 from services.auth import Caller, Principal
 from services.errors import Forbidden, Invalid, NotFound, Unavailable, json_response
-from services.settings import Settings, key_bytes
+from services.settings import Settings
 
 #: event types whose payload may name a person: only these are decoded to mask or seal
 PERSONAL_TYPES = frozenset(t for (t, _), p in CATALOG.items() if carries_personal(p))
 
 
 class Keyring:
-    """What the master key opens: data keys (wrapped in person_keys) and person ids."""
+    """What the master key ring opens: data keys (wrapped in person_keys) and person ids."""
 
-    def __init__(self, settings: Settings) -> None:
-        if settings.master_key is None:
+    def __init__(self, settings: Settings, pseudonym_key: bytes | None = None) -> None:
+        ring = settings.master_ring
+        if not ring:
             raise Unavailable("personal_data", "no master key is configured (GRIDGOV_MASTER_KEY)")
-        master = key_bytes(settings.master_key)
-        self._wrapper = AESGCM(hmac.new(master, b"gridgov wrap", hashlib.sha256).digest())
-        self.pseudonym_key = hmac.new(master, b"gridgov person id", hashlib.sha256).digest()
+        self.current = ring[0][0]
+        self._wrappers = {kid: AESGCM(hmac.new(master, b"gridgov wrap", hashlib.sha256).digest())
+                          for kid, master in ring}
+        # before rings, person ids were keyed by a key derived from the one master key; a ring
+        # grows at its head, so its last key is that one until person_id_key holds it (open())
+        self.first_pseudonym_key = hmac.new(ring[-1][1], b"gridgov person id",
+                                            hashlib.sha256).digest()
+        self.pseudonym_key = pseudonym_key or self.first_pseudonym_key
 
-    def wrap(self, person: str, key_id: UUID, data_key: bytes) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._wrapper.encrypt(nonce, data_key, f"{person}|{key_id}".encode())
-
-    def unwrap(self, person: str, key_id: UUID, wrapped: bytes) -> bytes | None:
+    async def open(self, store: Store) -> Keyring:
+        """This ring with the person-id key kept in PostgreSQL, made there on first use."""
         try:
-            return self._wrapper.decrypt(wrapped[:12], wrapped[12:], f"{person}|{key_id}".encode())
+            async with store.cursor() as cur:
+                await cur.execute("select master_key_id, wrapped from person_id_key")
+                row = await cur.fetchone()
+                if row is None:
+                    await cur.execute(
+                        "insert into person_id_key (master_key_id, wrapped) values (%s, %s)"
+                        " on conflict (singleton) do nothing",
+                        [self.current, self.wrap(PERSON_ID_KEY, None, self.first_pseudonym_key)])
+                    await cur.execute("select master_key_id, wrapped from person_id_key")
+                    row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise Unavailable("database", "personal data keys are unavailable, retry later"
+                              ) from exc
+        assert row is not None  # noqa: S101 - inserted or found just above
+        pseudonym_key = self.unwrap(PERSON_ID_KEY, None, bytes(row[1]), row[0])
+        if pseudonym_key is None:
+            raise Unavailable("personal_data", f"the person-id key is wrapped by master key"
+                              f" {row[0]}, which is not in the ring")
+        self.pseudonym_key = pseudonym_key
+        return self
+
+    def wrap(self, person: str, key_id: UUID | None, data_key: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._wrappers[self.current].encrypt(nonce, data_key,
+                                                            f"{person}|{key_id}".encode())
+
+    def unwrap(self, person: str, key_id: UUID | None, wrapped: bytes, master_key_id: str
+               ) -> bytes | None:
+        wrapper = self._wrappers.get(master_key_id)
+        if wrapper is None:
+            return None  # wrapped by a retired master key: as good as erased
+        try:
+            return wrapper.decrypt(wrapped[:12], wrapped[12:], f"{person}|{key_id}".encode())
         except InvalidTag:
-            return None  # wrapped by another master key: as good as erased
+            return None  # wrapped by another key of that id: as good as erased
 
     def person(self, grid: str, record: BaseModel) -> str:
         return person_id(self.pseudonym_key, grid, said_in(record))
+
+
+PERSON_ID_KEY = "person id key"  # what person_id_key's wrapping is bound to
+
+
+async def keyring(store: Store, settings: Settings) -> Keyring:
+    return await Keyring(settings).open(store)
+
+
+@dataclass(frozen=True)
+class Rewrapped:
+    rewrapped: int  # data keys moved to the current master key
+    unopenable: int  # data keys whose master key is no longer in the ring (left as they are)
+
+
+async def rewrap(store: Store, keys: Keyring, *, batch: int = 500) -> Rewrapped:
+    """Every data key (and the person-id key) wrapped again under the current master key, a
+    batch per transaction; afterwards the older master keys can leave the ring. Safe beside
+    ingest and erasures (rows are locked, an erased one is simply gone) and safe to rerun."""
+    rewrapped = unopenable = 0
+    after = ""
+    while True:
+        async with store.transaction() as cur:
+            await cur.execute(
+                "select person_id, key_id, wrapped, master_key_id from person_keys"
+                " where master_key_id <> %s and person_id > %s order by person_id limit %s"
+                " for update skip locked", [keys.current, after, batch])
+            rows = await cur.fetchall()
+            moved = []
+            for who, key_id, wrapped, master_key_id in rows:
+                data_key = keys.unwrap(who, key_id, bytes(wrapped), master_key_id)
+                if data_key is None:
+                    unopenable += 1
+                else:
+                    moved.append((keys.wrap(who, key_id, data_key), keys.current, who))
+            if moved:
+                await cur.executemany("update person_keys set wrapped = %s, master_key_id = %s"
+                                      " where person_id = %s", moved)
+            rewrapped += len(moved)
+        if len(rows) < batch:
+            break
+        after = rows[-1][0]
+    async with store.transaction() as cur:
+        await cur.execute("select master_key_id, wrapped from person_id_key for update")
+        row = await cur.fetchone()
+        if row is not None and row[0] != keys.current:
+            await cur.execute("update person_id_key set master_key_id = %s, wrapped = %s",
+                              [keys.current, keys.wrap(PERSON_ID_KEY, None, keys.pseudonym_key)])
+    return Rewrapped(rewrapped, unopenable)
 
 
 # -- ingest: seal before the log ------------------------------------------------------------
@@ -84,7 +173,7 @@ async def sealed(store: Store, settings: Settings, events: list[Event[Any]]) -> 
     for the whole batch (get or make every key), none when no event names a person."""
     if not any(carries_personal(type(e.payload)) for e in events):
         return events
-    keyring = Keyring(settings)
+    keyring = await Keyring(settings).open(store)
     wanted = {keyring.person(e.grid, r): e.grid for e in events for r in people(e.payload)}
     if not wanted:
         return events
@@ -115,19 +204,20 @@ async def _data_keys(store: Store, keyring: Keyring, wanted: dict[str, str]
     try:
         async with store.cursor() as cur:
             await cur.execute(
-                "insert into person_keys (person_id, grid, key_id, wrapped)"
-                " select * from unnest(%s::text[], %s::text[], %s::uuid[], %s::bytea[])"
+                "insert into person_keys (person_id, grid, key_id, wrapped, master_key_id)"
+                " select *, %s from unnest(%s::text[], %s::text[], %s::uuid[], %s::bytea[])"
                 " on conflict (person_id) do update set person_id = excluded.person_id"
-                " returning person_id, key_id, wrapped",
-                [[o[0] for o in offered], [o[1] for o in offered], [o[2] for o in offered],
+                " returning person_id, key_id, wrapped, master_key_id",
+                [keyring.current, [o[0] for o in offered], [o[1] for o in offered],
+                 [o[2] for o in offered],
                  [keyring.wrap(who, key_id, key) for who, _, key_id, key in offered]])
             rows = await cur.fetchall()
     except psycopg.Error as exc:
         raise Unavailable("database", "personal data keys are unavailable, retry later"
                           ) from exc
     keys = {}
-    for who, key_id, wrapped in rows:
-        data_key = keyring.unwrap(who, key_id, bytes(wrapped))
+    for who, key_id, wrapped, master_key_id in rows:
+        data_key = keyring.unwrap(who, key_id, bytes(wrapped), master_key_id)
         if data_key is None:
             raise Unavailable("personal_data", "a data key does not open with this master key")
         keys[who] = (key_id, data_key)
@@ -201,13 +291,18 @@ async def _keys_of(request: Request, wanted: set[UUID]) -> dict[UUID, bytes]:
     """The data keys still held for these key ids (the erased ones are simply absent)."""
     if not wanted:
         return {}
-    keyring = Keyring(request.app.state.settings)
-    async with request.app.state.store.cursor() as cur:
-        await cur.execute("select person_id, key_id, wrapped from person_keys"
+    return await held_keys(request.app.state.store, Keyring(request.app.state.settings),
+                           wanted)
+
+
+async def held_keys(store: Store, keys: Keyring, wanted: set[UUID]) -> dict[UUID, bytes]:
+    """The data keys of these ids that are held and open with the ring."""
+    async with store.cursor() as cur:
+        await cur.execute("select person_id, key_id, wrapped, master_key_id from person_keys"
                           " where key_id = any(%s)", [list(wanted)])
         rows = await cur.fetchall()
-    return {key_id: key for who, key_id, wrapped in rows
-            if (key := keyring.unwrap(who, key_id, bytes(wrapped))) is not None}
+    return {key_id: key for who, key_id, wrapped, master_key_id in rows
+            if (key := keys.unwrap(who, key_id, bytes(wrapped), master_key_id)) is not None}
 
 
 async def _record(request: Request, caller: Principal, payload: Payload,
@@ -244,7 +339,8 @@ class Erasure(BaseModel):
 
 async def erase(store: Store, log: EventLog, keyring: Keyring, erasure: Erasure,
                 by: Actor) -> Event[PersonErased] | None:
-    """Delete the person's data key and record it; None if no key is held for them.
+    """Delete the person's data key and record it; None if no key is held for them. The
+    keyring is open (`keyring()`): the person is found by the kept person-id key.
 
     The key goes in the same transaction that waits for the log's acks=all: if the log is
     away nothing is deleted; a crash after the ack and before the commit leaves an erasure
@@ -275,8 +371,9 @@ async def post_erasure(request: Request, caller: Caller, erasure: Erasure) -> Re
     if caller.role is not Role.admin:
         raise Forbidden("authorization", "only administrators erase personal data")
     caller.require(erasure.grid, "grid")
-    erased = await erase(request.app.state.store, request.app.state.log,
-                         Keyring(request.app.state.settings), erasure,
+    store = request.app.state.store
+    erased = await erase(store, request.app.state.log,
+                         await keyring(store, request.app.state.settings), erasure,
                          Actor(id=caller.sub, role=caller.role))
     if erased is None:
         raise NotFound("person", "no personal data of such a person is held in this grid")

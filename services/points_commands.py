@@ -3,7 +3,8 @@
 `POST /v1/points/commands` checks the body, the caller's role for the command type and their
 scope over the account's place (or the ranked compound), then hands the command to the points
 decider and waits a bounded time for its answer: 200 with the events, 409 with a code and
-reason (`insufficient_points`, `monthly_cap`, `already_paid`, ...), or 202 with a status URL.
+reason (`insufficient_points`, `monthly_cap`, `daily_cap`, `already_paid`, ...), or 202 with a
+status URL.
 """
 
 from __future__ import annotations

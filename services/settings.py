@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PRIMARY_KID = "primary"  # the token secret's key id while no GRIDGOV_TOKEN_KEYS is set
+#: GRIDGOV_MASTER_KEY's id in the master key ring (and of every data key wrapped before rings)
+FIRST_MASTER_KID = "m1"
 
 
 def strong(secret: str) -> bool:
@@ -28,6 +30,19 @@ def signing_keys(spec: str) -> dict[str, str]:
                              " and real random secrets of 32 characters or more")
         keys[kid] = secret
     return keys
+
+
+def master_keys(spec: str) -> list[tuple[str, bytes]]:
+    """`id:key,id:key` (32 random bytes each, base64url) as (id, key), the wrapping key first;
+    refuses unnamed, repeated or short keys."""
+    ring: list[tuple[str, bytes]] = []
+    for entry in spec.split(","):
+        kid, _, value = entry.strip().partition(":")
+        if not kid or kid in dict(ring) or len(key_bytes(value)) != 32:
+            raise ValueError("GRIDGOV_MASTER_KEYS must be id:key,... with distinct ids and keys"
+                             " of 32 random bytes, base64url-encoded")
+        ring.append((kid, key_bytes(value)))
+    return ring
 
 
 def key_bytes(value: str) -> bytes:
@@ -59,6 +74,10 @@ class Settings(BaseModel):
     # wraps every resident's data key (services/personal.py): 32 random bytes, base64url;
     # `gridgov dev up` makes one in $GRIDGOV_HOME, production passes it from a secret store
     master_key: str | None = Field(default=None, repr=False)
+    # the master key ring, `id:key,...`: the first wraps, the others only unwrap until
+    # `gridgov person rewrap` has moved every data key off them (docs/OPERATIONS.md); when set,
+    # it replaces GRIDGOV_MASTER_KEY, whose id is "m1"
+    master_keys: str | None = Field(default=None, repr=False)
     token_issuer: str = "gridgov"  # noqa: S105 - a name, not a secret
     token_audience: str = "gridgov"  # noqa: S105 - a name, not a secret
     host: str = "127.0.0.1"
@@ -106,6 +125,22 @@ class Settings(BaseModel):
         if value is not None and len(key_bytes(value)) != 32:
             raise ValueError("GRIDGOV_MASTER_KEY must be 32 random bytes, base64url-encoded")
         return value
+
+    @field_validator("master_keys")
+    @classmethod
+    def _a_ring_of_256_bit_keys(cls, value: str | None) -> str | None:
+        if value is not None:
+            master_keys(value)
+        return value
+
+    @property
+    def master_ring(self) -> list[tuple[str, bytes]]:
+        """The master keys as (id, key), the wrapping key first; empty if none is set."""
+        if self.master_keys is not None:
+            return master_keys(self.master_keys)
+        if self.master_key is not None:
+            return [(FIRST_MASTER_KID, key_bytes(self.master_key))]
+        return []
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

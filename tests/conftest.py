@@ -10,7 +10,29 @@ import pytest
 from events.envelope import Role
 from projections import points_rules, sla
 from projections.sla import DEFAULT_RULES
+from tests.residents import RESIDENTS, sightings
 from tests.stack import RunningStack, a_place
+
+_basetemp: list[Path] = []  # where every stack of the session keeps its home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def service_log_roots(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _basetemp.append(tmp_path_factory.getbasetemp())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Issue 7: after the whole run, no log of any stack names a test resident. Every stack
+    has stopped by now (session fixtures are torn down before this hook)."""
+    found = [s for root in _basetemp for s in sightings(root, RESIDENTS)]
+    if not found:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "a service log names a test resident (issue 7)", red=True)
+        for sighting in found[:50]:
+            reporter.write_line(str(sighting))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,11 @@ from projections import sla
 from projections.matters import FiveHave
 from projections.replay import diff, replay
 from tests.e2e.test_publish_and_read import KCAT_FOR_TANSU
+from tests.residents import a_resident
 from tests.stack import RunningStack, command, wait_until
 
-_rng = random.Random()  # noqa: S311 - test data, fresh each session so greps find only ours
 #: the residents this module's disputes name: unusual enough that no other text contains them
-RESIDENTS = [("欧阳" + "".join(_rng.choice("澜珂瑾璇骁翊") for _ in range(2)),
-              f"139{_rng.randrange(10**8):08d}") for _ in range(2)]
+RESIDENTS = [a_resident(), a_resident()]
 SECRETS = [s for resident in RESIDENTS for s in resident]
 
 

@@ -8,7 +8,6 @@ The objects all live in one grid; each role's token covers either that grid's co
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ import pytest
 from events.envelope import Role
 from projections.matters import FiveHave
 from projections.sla import LOCAL
+from tests.residents import a_resident
 from tests.stack import RunningStack, a_place, an_incident, command, wait_until
 
 ROLES = [Role.worker, Role.grid_chief, Role.police, Role.mediator, Role.supervisor,
@@ -26,11 +26,6 @@ ROLES = [Role.worker, Role.grid_chief, Role.police, Role.mediator, Role.supervis
 AUDITORS = {Role.auditor, Role.admin}
 #: whose work reaches a dispute's parties: they alone may read them unmasked (break-glass)
 REVEALERS = {Role.grid_chief, Role.police, Role.mediator}
-
-
-def a_resident() -> tuple[str, str]:
-    return (f"居民{uuid.uuid4().hex[:6]}",
-            f"139{random.randrange(10**8):08d}")  # noqa: S311 - test data
 
 
 def a_dispute(grid: str, *parties: tuple[str, str]) -> dict[str, Any]:
@@ -51,7 +46,7 @@ class Objects:
         self.grid = a_place()
         self.county = self.grid.split("/")[0]
         incident = an_incident(self.grid)
-        self.resident, self.erasable = a_resident(), a_resident()
+        self.resident, self.erasable = a_resident("居民"), a_resident("居民")
         dispute = a_dispute(self.grid, self.resident, self.erasable)
         with stack.ingest(stack.token(Role.worker, self.grid)) as phone:
             assert phone.post("/v1/events", json=incident).status_code == 201

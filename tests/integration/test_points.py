@@ -22,7 +22,7 @@ from events.topics import POINTS
 from projections.points_ledger import PointsLedger
 from projections.points_ranking import ends, half_of, month_of, preceding, starts
 from projections.replay import replay
-from tests.points import award, redeem
+from tests.points import CATALOG, award, redeem
 from tests.stack import RunningStack, wait_until
 
 TRIALS = 50
@@ -105,13 +105,16 @@ def test_the_monthly_ranking_of_a_compound_matches_the_hand_count_ties_included(
 
     tag = uuid.uuid4().hex[:6]
     hh = {k: f"hh-{tag}-{k}" for k in "abcdef"}
+    # all awarded today, so each account stays under each rule's daily cap (the award's day)
     seeded = [  # (household, rule, units, deed) -> last month, by hand:
         ("a", "volunteer_hour", 4, day(2)), ("a", "golden_idea", 1, day(20)),  # 18
-        ("b", "volunteer_hour", 9, day(12)),  # 18, reached on the 12th: before a
-        ("c", "golden_idea", 3, ends(last) - timedelta(hours=2)),  # 30, 22:00 its last day
+        ("b", "volunteer_hour", 4, day(12)), ("b", "golden_idea", 1, day(12)),  # 18, reached
+        # on the 12th: before a
+        ("c", "golden_idea", 2, ends(last) - timedelta(hours=2)),  # 30, 22:00 its last day
+        ("c", "volunteer_hour", 5, ends(last) - timedelta(hours=2)),
         ("d", "volunteer_hour", 6, day(6)),  # 12
         ("e", "volunteer_hour", 6, day(6)),  # 12 on the same day: the id puts d first
-        ("f", "volunteer_hour", 20, starts(this) + timedelta(minutes=1)),  # this month
+        ("f", "volunteer_hour", 8, starts(this) + timedelta(minutes=1)),  # 16, this month
     ]
     for who, rule, units, deed in seeded:
         ok(ask(stack, chief, grid, hh[who], award(rule, units), occurred_at=deed))
@@ -140,9 +143,9 @@ def test_the_monthly_ranking_of_a_compound_matches_the_hand_count_ties_included(
 
     # a deed of last month decided after the publication: the published ranking does not
     # move, the points count in this month's
-    ok(ask(stack, chief, grid, hh["d"], award("golden_idea", 3), occurred_at=day(15)))
+    ok(ask(stack, chief, grid, hh["d"], award("golden_idea", 2), occurred_at=day(15)))
     current = ranking(this, lambda r: len(r["standings"]) == 2)
-    assert pairs(current["standings"]) == [(hh["f"], 40), (hh["d"], 30)]
+    assert pairs(current["standings"]) == [(hh["d"], 20), (hh["f"], 16)]
     assert pairs(ranking(last)["ranks"]) == hand[:3]
     again = ask(stack, chief, grid, None, {"type": "publish_ranking", "period": last})
     assert (again.status_code, again.json()["error"]) == (409, "already_published")
@@ -152,8 +155,8 @@ def test_the_monthly_ranking_of_a_compound_matches_the_hand_count_ties_included(
     half = half_of(last)
     with stack.query(chief) as api:
         awards = api.get("/v1/points/awards", params={"place": grid, "half": half}).json()
-    # d's late 30 counts this month: in this half if this month is in it
-    winner = (hh["d"], 42) if half_of(this) == half else (hh["c"], 30)
+    # d's late 20 counts this month: in this half if this month is in it
+    winner = (hh["d"], 32) if half_of(this) == half else (hh["c"], 30)
     assert (awards["winner"]["account_id"], awards["winner"]["points"]) == winner
     assert awards["progress"] == {"account_id": winner[0], "previous": 0, "current": winner[1]}
     months = {m["month"]: m for m in awards["participation"]}
@@ -169,6 +172,22 @@ def test_a_zero_award_is_refused_with_a_reason_before_the_decider(
     refused = ask(stack, chief, grid, "hh-zero", award("volunteer_hour", 0))
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["field"] == "command.award.quantity"
+
+
+def test_a_grid_chief_cannot_pay_one_household_more_than_the_daily_cap_in_a_day(
+    stack: RunningStack, grid: str,
+) -> None:
+    chief = stack.token(Role.grid_chief, grid, sub="gc-daily")
+    worker = stack.token(Role.worker, grid, sub="w-daily")
+    household = f"hh-{uuid.uuid4().hex[:8]}"
+    long_ago = datetime.now(UTC) - timedelta(days=20)  # a deed dated weeks back counts today
+    ok(ask(stack, chief, grid, household, award("volunteer_hour", 8), occurred_at=long_ago))
+    for token in (chief, worker):
+        refused = ask(stack, token, grid, household, award("volunteer_hour", 1))
+        assert (refused.status_code, refused.json()["error"]) == (409, "daily_cap")
+        assert "at most 16 a day" in refused.json()["errors"][0]["reason"]
+    wait_until(lambda: ledger(stack, [household]) == {household: (16, 0, 0)},
+               what="the one award within the cap in the ledger")
 
 
 def test_a_replay_after_a_rules_change_leaves_historical_balances_unchanged(
@@ -202,9 +221,12 @@ def test_a_replay_after_a_rules_change_leaves_historical_balances_unchanged(
     rules = Path(stack.settings_env["GRIDGOV_POINTS_RULES_FILE"])
     shipped = rules.read_text(encoding="utf-8")
     try:
-        rules.write_text(shipped.replace("version = 1", "version = 2", 1).replace(
-            "points_per_unit = 3\nmonthly_cap = 15", "points_per_unit = 5\nmonthly_cap = 15",
-            1), encoding="utf-8")
+        changed = shipped.replace(f"version = {CATALOG.version}\n",
+                                  f"version = {CATALOG.version + 1}\n", 1).replace(
+            "points_per_unit = 3\nmonthly_cap = 15\ndaily_cap = 9",
+            "points_per_unit = 5\nmonthly_cap = 15\ndaily_cap = 10", 1)
+        assert changed.count("points_per_unit = 5\nmonthly_cap = 15\ndaily_cap = 10") == 1
+        rules.write_text(changed, encoding="utf-8")
         pid = stack.reload()["pids"]["points-decider"]
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: stack.reload()["pids"]["points-decider"] != pid,
@@ -214,10 +236,10 @@ def test_a_replay_after_a_rules_change_leaves_historical_balances_unchanged(
         rules.write_text(shipped, encoding="utf-8")
     assert [e["event_type"] for e in later["events"]] == ["points.awarded"]
     wait_until(lambda: ledger(stack, [old, new]) == {old: (6, 0, 0), new: (10, 0, 0)},
-               what="both awards in the ledger: 2 x 3 under v1, 2 x 5 under v2")
+               what="both awards in the ledger: 2 x 3 under the old version, 2 x 5 under the new")
     versions = dict(stack.sql("select account_id, rule_version from points_transfers"
                               " where account_id = any(%s)", [old, new]))
-    assert versions == {old: 1, new: 2}
+    assert versions == {old: CATALOG.version, new: CATALOG.version + 1}
 
     # rebuild the ledger from offset 0: every balance is what the live ledger says
     wait_until(lambda: stack.caught_up(PointsLedger.name, POINTS.name),

@@ -15,10 +15,22 @@ from events.points import PointsAwarded
 from projections.points_decider import decide, envelopes
 from projections.points_ledger import fold
 from projections.points_rules import DEFAULT_RULES, InvalidCatalog, load, parse
-from tests.points import CATALOG, GRID, SHANGHAI, Book, award, chief, police, redeem, worker
+from tests.points import (
+    CATALOG,
+    GRID,
+    SHANGHAI,
+    Book,
+    award,
+    chief,
+    police,
+    redeem,
+    supervisor,
+    worker,
+)
 
 OCT = datetime(2026, 10, 5, 9, 0, tzinfo=SHANGHAI)
-WEEK = timedelta(days=7)
+MINUTE, HOUR, DAY, WEEK = (timedelta(minutes=1), timedelta(hours=1), timedelta(days=1),
+                           timedelta(days=7))
 
 
 def test_the_shipped_catalog_names_every_rule_in_chinese_and_english() -> None:
@@ -27,7 +39,7 @@ def test_the_shipped_catalog_names_every_rule_in_chinese_and_english() -> None:
                                   "public_welfare", "village_rules"}
     for rule in CATALOG.rules.values():
         assert rule.zh and rule.en and rule.unit_zh and rule.unit_en
-        assert rule.points_per_unit > 0 and rule.monthly_cap >= rule.points_per_unit
+        assert 0 < rule.points_per_unit <= rule.daily_cap <= rule.monthly_cap
         assert Role.resident not in rule.award | rule.approve
 
 
@@ -35,7 +47,10 @@ def test_the_shipped_catalog_names_every_rule_in_chinese_and_english() -> None:
     ("points_per_unit = 2", "points_per_unit = 0"),
     ('approve = ["grid_chief", "worker", "police"]', 'approve = ["grid_chief", "mayor"]'),
     ('award = ["grid_chief", "worker"]', 'award = ["resident"]'),
-    ("version = 1", "version = -1"),
+    (f"version = {CATALOG.version}\n", "version = -1\n"),
+    ("monthly_cap = 20\ndaily_cap = 10", "monthly_cap = 20\ndaily_cap = 21"),
+    ("monthly_cap = 20\ndaily_cap = 10", "monthly_cap = 20\ndaily_cap = 1"),
+    ("monthly_cap = 20\ndaily_cap = 10\n", "monthly_cap = 20\n"),
 ])
 def test_a_catalog_that_would_pay_wrongly_is_refused(change: str, message: str) -> None:
     text = DEFAULT_RULES.read_text(encoding="utf-8")
@@ -120,13 +135,41 @@ def test_the_same_deed_is_paid_once_per_rule() -> None:
 
 def test_a_rules_monthly_cap_holds_and_the_next_month_starts_afresh() -> None:
     book = Book()
-    book.does(worker, award("environment_work", 8), OCT)  # 16 of 20
-    refused = book.refuses(worker, award("environment_work", 3), OCT)
+    book.does(worker, award("environment_work", 5), OCT)  # 10 of 20
+    book.does(worker, award("environment_work", 3), OCT + DAY)  # 16 of 20
+    refused = book.refuses(worker, award("environment_work", 3), OCT + 2 * DAY)
     assert refused.code == "monthly_cap"
     assert "at most 20" in refused.reason and "16 already" in refused.reason
-    book.does(worker, award("environment_work", 2), OCT)  # exactly 20
+    book.does(worker, award("environment_work", 2), OCT + 2 * DAY)  # exactly 20
     book.does(worker, award("environment_work", 3), datetime(2026, 11, 1, 0, 5,
                                                                tzinfo=SHANGHAI))
+
+
+def test_a_rules_daily_cap_holds_whoever_pays_and_however_the_deeds_are_dated() -> None:
+    book = Book()
+    late = datetime(2026, 10, 5, 23, 59, tzinfo=SHANGHAI)  # 15:59 UTC
+    book.does(chief, award("environment_work", 4), late - 12 * HOUR)  # 8 of the day's 10
+    refused = book.refuses(worker, award("environment_work", 2), late)
+    assert refused.code == "daily_cap"
+    assert "at most 10 a day" in refused.reason and "8 already awarded on 2026-10-05" in \
+        refused.reason
+    claim = book.claim("environment_work", 2, OCT - 3 * DAY)  # a deed of another day
+    assert book.refuses(police, {"type": "approve", "claim_id": str(claim)}, late).code == \
+        "daily_cap"
+    book.does(police, {"type": "approve", "claim_id": str(claim), "quantity": 1}, late)  # 10
+    assert book.refuses(chief, award("environment_work", 1), late).code == "daily_cap"
+    book.does(chief, award("golden_idea", 1), late)  # another rule has a cap of its own
+    # the day is Shanghai's: two minutes later it is 16:01 on the same UTC day, another day here
+    book.does(chief, award("environment_work", 1), late + 2 * MINUTE)
+
+
+def test_a_voided_award_does_not_count_against_the_daily_cap() -> None:
+    book = Book()
+    (wrong,) = book.does(chief, award("environment_work", 5), OCT)  # the day's 10
+    assert book.refuses(chief, award("environment_work", 1), OCT).code == "daily_cap"
+    book.does(supervisor, {"type": "void_award", "award_id": str(wrong.event_id),
+                           "reason": "登记错误"}, OCT + HOUR)
+    book.does(chief, award("environment_work", 5), OCT + HOUR)
 
 
 def test_points_in_review_cannot_be_spent_and_the_reason_names_the_balance() -> None:
@@ -214,16 +257,17 @@ def test_a_changed_catalog_prices_new_awards_and_leaves_earned_balances_alone(
 ) -> None:
     book = Book()
     book.does(chief, award("volunteer_hour", 5), OCT)
-    text = DEFAULT_RULES.read_text(encoding="utf-8").replace("version = 1", "version = 2", 1)
+    text = DEFAULT_RULES.read_text(encoding="utf-8").replace(
+        f"version = {CATALOG.version}\n", f"version = {CATALOG.version + 1}\n", 1)
     doubled = text.replace("points_per_unit = 2\nmonthly_cap = 60",
                            "points_per_unit = 4\nmonthly_cap = 60", 1)
     (tmp_path / "rules.toml").write_text(doubled, encoding="utf-8")
     book.catalog = load(tmp_path / "rules.toml")
-    assert book.catalog.version == 2
-    (later,) = book.does(chief, award("volunteer_hour", 5), OCT)
-    assert (later.payload.points, later.payload.rule_version) == (20, 2)
-    assert fold(book.account_id, book.events).balance(OCT).available == 10 + 20
-    assert fold(book.account_id, book.events[:1]).balance(OCT).available == 10
+    assert book.catalog.version == CATALOG.version + 1
+    (later,) = book.does(chief, award("volunteer_hour", 4), OCT + DAY)
+    assert (later.payload.points, later.payload.rule_version) == (16, CATALOG.version + 1)
+    assert fold(book.account_id, book.events).balance(OCT + DAY).available == 10 + 16
+    assert fold(book.account_id, book.events[:1]).balance(OCT + DAY).available == 10
 
 
 def test_a_grid_chief_cannot_award_points_to_himself_nor_approve_his_own_claim() -> None:

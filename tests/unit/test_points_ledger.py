@@ -1,7 +1,8 @@
 """The ledger's invariants, for any sequence of claims, approvals, awards and redemptions.
 
 At every prefix of the log: balance = awarded (posted) - redeemed - reserved >= 0, total debits
-equal total credits, a duplicated source pays once, the caps hold, and the fold equals a
+equal total credits, a duplicated source pays once, the caps (monthly by the deed's month, daily
+by the award's day) hold, and the fold equals a
 straightforward recount of the events.
 """
 
@@ -28,7 +29,7 @@ from events.points import (
 )
 from projections.incident_decider import Rejected
 from projections.points_ledger import BANK, SCHEME, Account, fold
-from projections.points_ranking import month_of
+from projections.points_ranking import day_of, month_of
 from tests.points import CATALOG, GRID, SHANGHAI, Book, award, chief, police, redeem, worker
 
 START = datetime(2026, 10, 20, 9, 0, tzinfo=SHANGHAI)  # months and review windows roll over
@@ -144,6 +145,11 @@ def check(account: Account, events: list[Event[Any]]) -> None:
     for t in account.awards():
         used[t.rule or "", month_of(t.deed_at or at)] += t.amount
     assert all(n <= CATALOG.rules[rule].monthly_cap for (rule, _), n in used.items())
+    awarded_at = {e.event_id: e.recorded_at for e in events if isinstance(e.payload, PointsAwarded)}
+    daily: dict[tuple[str, str], int] = defaultdict(int)
+    for t in account.awards():
+        daily[t.rule or "", day_of(awarded_at[t.transfer_id])] += t.amount
+    assert all(n <= CATALOG.rules[rule].daily_cap for (rule, _), n in daily.items())
     verdicts = Counter(e.payload.claim_id for e in events
                        if isinstance(e.payload, PointsApproved | PointsRejected))
     assert all(n == 1 for n in verdicts.values())  # a claim is decided once
