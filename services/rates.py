@@ -30,6 +30,49 @@ QUIET_DAYS = 3  # a grid not patrolled for this many days is listed
 EXPLAIN_LIMIT = 5000
 
 
+#: the statements the figures are read with, by name (`make bench` EXPLAINs them at a
+#: county of 100,000 incidents: docs/EXPLAIN.md)
+SQL = {
+    "counts": (
+        "select measure, sum(n)::bigint, sum(total) from rate_daily"
+        " where place = %s and day between %s and %s group by measure"
+    ),
+    "p90": (
+        "select measure, percentile_cont(0.9) within group (order by value)"
+        " from rate_facts where measure = any(%s) and (grid = %s or grid like %s)"
+        " and day between %s and %s and value is not null group by measure"
+    ),
+    "grids": (
+        "select place from rate_places where depth = 4"
+        " and (place = %s or place like %s)"
+    ),
+    "patrolled_lately": (
+        "select distinct place from rate_daily where measure = 'patrolled' and depth = 4"
+        " and (place = %s or place like %s) and day > %s and day <= %s"
+    ),
+    "last_patrol": (
+        "select g, (select max(day) from rate_daily where measure = 'patrolled' and depth = 4"
+        "           and place = g and day <= %s) from unnest(%s::text[]) as u(g)"
+    ),
+    "closed_at_end": (
+        "select coalesce(sum(n), 0)::bigint from rate_daily where place = %s"
+        " and measure = 'closed' and day between %s and %s"
+    ),
+    "series": (
+        "select date_trunc(%s, day)::date, measure, sum(n)::bigint from rate_daily"
+        " where place = %s and day between %s and %s group by 1, 2 order by 1"
+    ),
+    "children": (
+        "select place, measure, sum(n)::bigint from rate_daily where depth = %s"
+        " and place like %s and day between %s and %s group by 1, 2 order by 1"
+    ),
+    "funnel": (
+        "select stage, count(*), count(*) filter (where overdue) from five_have"
+        " where (grid = %s or grid like %s) group by stage"
+    ),
+}
+
+
 def in_scope(caller: Principal, place: str) -> str:
     try:
         place_path(place)
@@ -61,10 +104,7 @@ def below(place: str) -> tuple[str, str]:
 
 async def counts_of(cur: Cursor, place: str, span: Period) -> tuple[dict[str, int],
                                                                       dict[str, float]]:
-    await cur.execute(
-        "select measure, sum(n)::bigint, sum(total) from rate_daily"
-        " where place = %s and day between %s and %s group by measure",
-        [place, span.first, span.last])
+    await cur.execute(SQL["counts"], [place, span.first, span.last])
     rows = await cur.fetchall()
     return {m: int(n) for m, n, _ in rows}, {m: float(t) for m, _, t in rows}  # t: numeric
 
@@ -76,9 +116,7 @@ async def durations_of(cur: Cursor, place: str, span: Period, counts: dict[str, 
     tail: dict[str, float] = {}
     if p90:
         await cur.execute(
-            "select measure, percentile_cont(0.9) within group (order by value)"
-            " from rate_facts where measure = any(%s) and (grid = %s or grid like %s)"
-            " and day between %s and %s and value is not null group by measure",
+            SQL["p90"],
             [list(DURATIONS.values()), *below(place), span.first, span.last])
         tail = {m: v for m, v in await cur.fetchall() if v is not None}
     return {name: {"average_s": round(totals[m] / counts[m], 1) if counts.get(m) else None,
@@ -90,20 +128,13 @@ async def patrol_coverage(cur: Cursor, place: str, span: Period,
                           counts: dict[str, int]) -> dict[str, Any]:
     """From the rollup: grid-days patrolled are a count like any other; the grids quiet at the
     period's end are those without a patrol row in its last days."""
-    await cur.execute("select place from rate_places where depth = 4"
-                      " and (place = %s or place like %s)", [*below(place)])
+    await cur.execute(SQL["grids"], [*below(place)])
     grids = [g for (g,) in await cur.fetchall()]
     quiet_since = span.last - timedelta(days=QUIET_DAYS)
-    await cur.execute(
-        "select distinct place from rate_daily where measure = 'patrolled' and depth = 4"
-        " and (place = %s or place like %s) and day > %s and day <= %s",
-        [*below(place), quiet_since, span.last])
+    await cur.execute(SQL["patrolled_lately"], [*below(place), quiet_since, span.last])
     lately = {g for (g,) in await cur.fetchall()}
     quiet = [g for g in grids if g not in lately]
-    await cur.execute(
-        "select g, (select max(day) from rate_daily where measure = 'patrolled' and depth = 4"
-        "           and place = g and day <= %s) from unnest(%s::text[]) as u(g)",
-        [span.last, quiet])
+    await cur.execute(SQL["last_patrol"], [span.last, quiet])
     last = dict(await cur.fetchall())
     return {
         "grids": len(grids),
@@ -119,9 +150,7 @@ async def gaming_guards(cur: Cursor, place: str, span: Period, counts: dict[str,
     """Flags beside the raw figures, and the closure rates without suspect closures (their
     `_clean` counts, kept by the projection)."""
     tail_first = max(span.first, span.last - timedelta(days=1))
-    await cur.execute(
-        "select coalesce(sum(n), 0)::bigint from rate_daily where place = %s"
-        " and measure = 'closed' and day between %s and %s", [place, tail_first, span.last])
+    await cur.execute(SQL["closed_at_end"], [place, tail_first, span.last])
     (closed_at_end,) = await cur.fetchone() or (0,)
     closed = counts.get("closed", 0)
     expected = closed * ((span.last - tail_first).days + 1) / span.days
@@ -189,10 +218,7 @@ async def rates(
 
 async def _series(cur: Cursor, place: str, span: Period, by: str, min_cases: int
                   ) -> list[dict[str, Any]]:
-    await cur.execute(
-        "select date_trunc(%s, day)::date, measure, sum(n)::bigint from rate_daily"
-        " where place = %s and day between %s and %s group by 1, 2 order by 1",
-        [by, place, span.first, span.last])
+    await cur.execute(SQL["series"], [by, place, span.first, span.last])
     buckets: dict[date, dict[str, int]] = {}
     for start, measure, n in await cur.fetchall():
         buckets.setdefault(start, {})[measure] = int(n)
@@ -203,8 +229,7 @@ async def _series(cur: Cursor, place: str, span: Period, by: str, min_cases: int
 async def _children(cur: Cursor, place: str, span: Period, min_cases: int
                     ) -> list[dict[str, Any]]:
     await cur.execute(
-        "select place, measure, sum(n)::bigint from rate_daily where depth = %s"
-        " and place like %s and day between %s and %s group by 1, 2 order by 1",
+        SQL["children"],
         [len(place.split("/")) + 1, below(place)[1], span.first, span.last])
     rows: dict[str, dict[str, int]] = {}
     for child, measure, n in await cur.fetchall():
@@ -287,9 +312,7 @@ async def funnel(request: Request, caller: Caller, place: Place) -> Response:
     """How many matters sit at each link of the chain now, and how many are overdue."""
     place = in_scope(caller, place)
     async with request.app.state.store.cursor() as cur:
-        await cur.execute(
-            "select stage, count(*), count(*) filter (where overdue) from five_have"
-            " where (grid = %s or grid like %s) group by stage", [*below(place)])
+        await cur.execute(SQL["funnel"], [*below(place)])
         rows = await cur.fetchall()
     stages = {stage: int(n) for stage, n, _ in rows}
     return json_response({

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,12 @@ from events.envelope import Event, Role
 from projections import sla
 from services.admission import admit
 from services.auth import Principal
+from services.rates import SQL
 from tests.bench.baselines import components, raw_producer
 from tests.bench.paced import singles_at, steady_load, visible_under_load
 from tests.bench.processes import Memory, cpu_seconds, stack_processes
 from tests.bench.projection import projection_rows
-from tests.bench.report import Row, ms, record
+from tests.bench.report import Row, machine, ms, record
 from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, an_incident, wait_until
 
@@ -203,7 +205,10 @@ def rates_while_ingesting(stack: RunningStack) -> list[Row]:
     plain = timed_gets(stack.info["query_url"], supervisor, "/v1/rates", year, 200)
     drill = timed_gets(stack.info["query_url"], supervisor, "/v1/rates",
                        {**year, "children": "true", "by": "month"}, 100)
+    tail = timed_gets(stack.info["query_url"], supervisor, "/v1/rates",
+                      {**year, "p90": "true"}, 50)
     raw = raw_scan(stack.info["database_url"], county, 20)
+    explain_dashboard(stack.info["database_url"], county, events)
     acks, lags = dashboard_lag(stack, 100)
     steady.set()
     loader.join()
@@ -213,9 +218,38 @@ def rates_while_ingesting(stack: RunningStack) -> list[Row]:
         ("`GET /v1/rates` county, year, p50 / p99 (ingest at 200 ev/s)", ms(plain),
          f"raw scan of the facts {ms(raw)}", "the daily rollup vs counting facts"),
         ("  with `children=true&by=month`, p50 / p99", ms(drill), "—", ""),
+        ("  with `p90=true` (a sort of the year's facts), p50 / p99", ms(tail), "—", ""),
         ("publish → dashboard (201, then SSE `applied`), p50 / p99", ms(lags),
          f"publish → 201 {ms(acks)}", "projection + NOTIFY + SSE"),
     ]
+
+
+def explain_dashboard(database_url: str, county: str, events: int) -> None:
+    """EXPLAIN ANALYZE of every statement the figures are read with, for the county's year,
+    into docs/EXPLAIN.md (docs/ARCHITECTURE.md, "How cost grows", reads it)."""
+    year = (date(2025, 1, 1), date(2025, 12, 31))
+    below = (county, county + "/%")
+    with psycopg.connect(database_url) as conn:
+        grids = [g for (g,) in conn.execute(SQL["grids"], below)]
+        params = {
+            "counts": [county, *year], "p90": [["owned", "resolved", "verified"], *below, *year],
+            "grids": below, "patrolled_lately": [*below, year[1] - timedelta(days=3), year[1]],
+            "last_patrol": [year[1], grids], "closed_at_end": [county, year[1], year[1]],
+            "series": ["month", county, *year], "children": [2, county + "/%", *year],
+            "funnel": below,
+        }
+        plans = {name: "\n".join(r for (r,) in conn.execute(
+            f"explain (analyze, buffers) {SQL[name]}", params[name]))  # noqa: S608 - ours
+            for name in SQL}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    Path("docs/EXPLAIN.md").write_text(
+        f"# The dashboard's statements at a county of {INCIDENTS:,} incidents ({events:,}"
+        f" events)\n\nWritten by `make bench` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit"
+        f" {commit}; {machine()}): `EXPLAIN (ANALYZE, BUFFERS)` of each statement in"
+        " `services/rates.py` `SQL`, for the county's year 2025.\n"
+        + "".join(f"\n## {name}\n```\n{SQL[name]}\n```\n```\n{plan}\n```\n"
+                  for name, plan in plans.items()), encoding="utf-8")
 
 
 def a_county_of_events(n: int) -> tuple[str, list[dict[str, Any]], list[tuple[bytes, bytes]]]:
