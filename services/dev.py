@@ -144,6 +144,13 @@ class Child:
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
+    def send_signal(self, number: int) -> bool:
+        """Send a signal to a running child; whether it was running to get it."""
+        if self.process is None or self.process.poll() is not None:
+            return False
+        self.process.send_signal(number)
+        return True
+
     def kill(self) -> None:
         """At once: for processes whose every write is a transaction or an acknowledged send."""
         if self.process is not None and self.process.poll() is None:
@@ -367,15 +374,18 @@ class Stack:
 
     def _recover_broker(self, settings: Settings) -> None:
         """The in-memory log died with the broker: hold off its clients, start an empty one,
-        re-seed it from the archive, let them back. Until then the phones' requests are refused
-        (no ingest listens) and retried; acknowledged events the archive had not yet applied
-        are lost, and their receipts dropped so that a retry appends them again."""
+        re-seed it from the archive, let them back. Ingest stays up and answers 503 with
+        Retry-After meanwhile (SIGUSR1 holds it, SIGUSR2 gives it a fresh producer); the
+        re-seed sends again what ingest acknowledged and the archive had not applied."""
         broker, bootstrap = self.broker, settings.kafka_bootstrap or ""
         if broker is None or broker.process is None:
             return
         log.warning("the broker exited with %s; restarting it and re-seeding it from the"
                     " archive", broker.process.returncode)
-        held = [self.children[name] for name in BROKER_CLIENTS if name in self.children]
+        ingest = self.children.get("ingest")
+        held = [self.children[name] for name in BROKER_CLIENTS
+                if name in self.children and name != "ingest"]
+        ingest_held = ingest is not None and ingest.send_signal(signal.SIGUSR1)
         for child in held:
             child.kill()
         attempts = 0
@@ -396,6 +406,8 @@ class Stack:
             return
         for child in held:
             child.start()
+        if ingest is not None and ingest_held:
+            ingest.send_signal(signal.SIGUSR2)
 
     def _shutdown(self, pg_server: Any) -> None:
         # every writer first: the deciders write too (the SLA clock's overdue and escalated

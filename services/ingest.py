@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -78,6 +80,8 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
     """Append admitted events; a repeated event id answers with its first receipt."""
     store: Store = request.app.state.store
     receipts: Receipts = request.app.state.receipts
+    outbound: Outbound = request.app.state.outbound
+    outbound.writer()  # held while the broker is re-seeded: 503 before anything is claimed
     # residents' personal data: sealed per person before anything is digested or sent
     events = await personal.sealed(store, request.app.state.settings, events)
     encoded = [encode(e) for e in events]  # once: the bytes the log carries, and the digest
@@ -101,8 +105,7 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
         else:
             send.setdefault(events[i].event_id, i)
     try:
-        acked = await request.app.state.append([(events[i], encoded[i].body)
-                                                for i in send.values()])
+        acked = await outbound.append([(events[i], encoded[i].body) for i in send.values()])
         faults.reached("ingest", "after_ack_before_receipt")
         firsts = dict(zip(send, await receipts.record(
             [(r, digests[i]) for i, r in zip(send.values(), acked, strict=True)]),
@@ -126,16 +129,47 @@ def _answer(outcome: Receipt | Refused) -> tuple[int, dict[str, Any]]:
     return 201, dict(vars(outcome))
 
 
+class Outbound:
+    """The producer ingest writes through, and whether the log may be written now. While the
+    embedded broker is re-seeded from the archive (SIGUSR1 ... SIGUSR2 from `gridgov dev`),
+    every write answers 503 with Retry-After, so nothing lands amid the re-seed; then a fresh
+    producer meets the new broker."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.held = False
+        self._open()
+
+    def _open(self) -> None:
+        self.log = EventLog(self.bootstrap, client_id="gridgov-ingest")
+        self.append = GroupCommit(self.log.append_encoded)  # one thread hop a group
+
+    def hold(self) -> None:
+        self.held = True
+        self.log.close(timeout=0)  # what it still holds fails: answered 503, retried
+
+    def release(self) -> None:
+        self._open()
+        self.held = False
+
+    def writer(self) -> EventLog:
+        if self.held:
+            raise Unavailable("broker", "the log is being restored, retry later")
+        return self.log
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.store = await Store(settings.database_url or "", max_size=8).open()
-        app.state.log = EventLog(settings.kafka_bootstrap or "", client_id="gridgov-ingest")
+        app.state.outbound = outbound = Outbound(settings.kafka_bootstrap or "")
         app.state.receipts = Receipts(app.state.store)
-        app.state.append = GroupCommit(app.state.log.append_encoded)  # one thread hop a group
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, outbound.hold)  # from the dev supervisor
+        loop.add_signal_handler(signal.SIGUSR2, outbound.release)
         yield
-        app.state.log.close()
+        outbound.log.close()
         await app.state.store.close()
 
     app = FastAPI(title="gridgov ingest", version="1", lifespan=lifespan)
@@ -193,7 +227,7 @@ def create_app(settings: Settings) -> FastAPI:
                                 now=clock())
         store: Store = request.app.state.store
         await incident_grid(store, command.incident_id, caller)
-        return await ask(store, request.app.state.log, command, INCIDENT_OUTCOMES,
+        return await ask(store, request.app.state.outbound.writer(), command, INCIDENT_OUTCOMES,
                          settings.command_wait_seconds)
 
     @app.get("/v1/commands/{command_id}", responses=errors.PENDING)

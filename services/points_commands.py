@@ -65,8 +65,8 @@ async def post_points_command(request: Request, caller: Caller) -> Response:
     command = admit_points_command(await read_body(request, settings.max_body_bytes), caller,
                                    now=clock())
     await account_in_scope(request.app.state.store, command, caller)
-    return await ask(request.app.state.store, request.app.state.log, command, POINTS_OUTCOMES,
-                     settings.command_wait_seconds)
+    return await ask(request.app.state.store, request.app.state.outbound.writer(), command,
+                     POINTS_OUTCOMES, settings.command_wait_seconds)
 
 
 @router.get("/v1/points/commands/{command_id}", responses=PENDING)

@@ -185,6 +185,7 @@ def test_the_broker_killed_during_ingest_is_restarted_reseeded_and_ingest_recove
     assert not stream.failures, stream.failures
     outage = [(s, r) for at, s, r in stream.answers if killed <= at <= back and s is not None]
     assert all(s == 200 or (s == 503 and r) for s, r in outage), outage  # 503 + Retry-After
+    assert any(s == 503 for s, _ in outage)  # ingest stayed up, holding writes off
     settled(stack, Archive, FiveHave)
     logged = oracle.log_ids(stack, Archive.topics)
     anomalies = oracle.check(stack, {"archive": archived(stack, county),
