@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
 import tempfile
 import threading
 import time
@@ -35,8 +34,10 @@ from services.rates import SQL
 from tests.bench.baselines import components, raw_producer
 from tests.bench.paced import singles_at, steady_load, visible_under_load
 from tests.bench.processes import Memory, cpu_seconds, stack_processes
+from tests.bench.profile import Sampled
+from tests.bench.profile import write as write_profiles
 from tests.bench.projection import projection_rows
-from tests.bench.report import Row, machine, ms, record
+from tests.bench.report import Row, commit, machine, ms, record
 from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, an_incident, wait_until
 
@@ -111,8 +112,11 @@ def county_of_incidents(stack: RunningStack, county: str) -> tuple[int, float]:
             print(f"  generated {n + 1:,} incidents", flush=True)  # noqa: T201
     started = time.perf_counter()
     stack.publish(events)
-    wait_until(lambda: stack.caught_up("five_have", "gridgov.incidents", "gridgov.patrols"),
-               timeout=3600, what="the matters projection to catch up")
+    with Sampled(f"projector-five_have, catching up on {INCIDENTS:,} incidents",
+                 stack.info["pids"]["projector-five_have"]):
+        wait_until(lambda: stack.caught_up("five_have", "gridgov.incidents",
+                                           "gridgov.patrols"),
+                   timeout=3600, what="the matters projection to catch up")
     return len(events), len(events) / (time.perf_counter() - started)
 
 
@@ -241,12 +245,10 @@ def explain_dashboard(database_url: str, county: str, events: int) -> None:
         plans = {name: "\n".join(r for (r,) in conn.execute(
             f"explain (analyze, buffers) {SQL[name]}", params[name]))  # noqa: S608 - ours
             for name in SQL}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     Path("docs/EXPLAIN.md").write_text(
         f"# The dashboard's statements at a county of {INCIDENTS:,} incidents ({events:,}"
         f" events)\n\nWritten by `make bench` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit"
-        f" {commit}; {machine()}): `EXPLAIN (ANALYZE, BUFFERS)` of each statement in"
+        f" {commit()}; {machine()}): `EXPLAIN (ANALYZE, BUFFERS)` of each statement in"
         " `services/rates.py` `SQL`, for the county's year 2025.\n"
         + "".join(f"\n## {name}\n```\n{SQL[name]}\n```\n```\n{plan}\n```\n"
                   for name, plan in plans.items()), encoding="utf-8")
@@ -286,8 +288,10 @@ def ingest_rows(stack: RunningStack) -> list[Row]:
 def singles_rows(stack: RunningStack) -> list[Row]:
     grid = a_place()
     singles = [an_incident(grid) for _ in range(min(EVENTS // 4, 5000))]
-    rate, latencies = asyncio.run(post_singles(
-        stack.info["ingest_url"], stack.token(Role.worker, grid), singles, 32))
+    with Sampled("ingest, `POST /v1/events` one at a time, 32 clients",
+                 stack.info["pids"]["ingest"]):
+        rate, latencies = asyncio.run(post_singles(
+            stack.info["ingest_url"], stack.token(Role.worker, grid), singles, 32))
     paced = asyncio.run(singles_at(stack, 1000, PACED_SECONDS))
     return [
         ("ingest `POST /v1/events` one at a time, 32 clients, req/s", f"{rate:,.0f}", "—",
@@ -388,6 +392,7 @@ def main() -> None:
     finally:
         stack.stop()
     record(f"{EVENTS:,} events; sections {', '.join(ONLY)}", rows)
+    write_profiles(commit(), machine())
 
 
 if __name__ == "__main__":

@@ -34,12 +34,16 @@ def machine() -> str:
            f"{platform.release()}, Python {platform.python_version()}"
 
 
+def commit() -> str:
+    """The commit measured."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+
+
 def record(title: str, rows: list[Row], preface: str = "") -> None:
     """Print the table and append it to BENCHMARKS.md with the date, commit and machine;
     GRIDGOV_BENCH_RECORD=0 only prints it (trial runs)."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    table = (f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {commit} · {title}\n\n"
+    table = (f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {commit()} · {title}\n\n"
              f"Machine: {machine()}\n\n{preface}"
              "| row | measured | baseline in the same run | note |\n|---|---|---|---|\n"
              + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows))
