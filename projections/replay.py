@@ -66,14 +66,18 @@ def read_log(bootstrap: str, topics: tuple[str, ...], start: dict[TP, int] | Non
 def read_archive(database_url: str, topics: tuple[str, ...]
                  ) -> Generator[list[Record], None, None]:
     """Every archived record of `topics` as the log held it, when the broker no longer holds
-    the beginning: positions are dense per partition, so they serve as offsets."""
-    with psycopg.connect(database_url) as conn, conn.cursor(name="replay") as rows:
-        rows.itersize = BATCH
-        rows.execute("select topic, partition, position, aggregate_id, body from archive"
-                     " where topic = any(%s) order by topic, partition, position",
-                     [list(topics)])
-        while batch := rows.fetchmany(BATCH):
+    the beginning: positions are dense per partition, so they serve as offsets. Read a page
+    at a time, each its own short statement: one cursor open for the whole rebuild would hold
+    a snapshot that keeps PostgreSQL from pruning the rows the rebuild rewrites meanwhile."""
+    after: tuple[str, int, int] = ("", -1, -1)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while batch := conn.execute(
+                "select topic, partition, position, aggregate_id, body from archive"
+                " where topic = any(%s) and (topic, partition, position) > (%s, %s, %s)"
+                " order by topic, partition, position limit %s",
+                [list(topics), *after, BATCH]).fetchall():
             yield [Record(t, p, o, a.encode(), bytes(b)) for t, p, o, a, b in batch]
+            after = batch[-1][:3]
 
 
 def log_size(bootstrap: str | None, database_url: str, topics: tuple[str, ...]) -> int:
