@@ -256,20 +256,23 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
         await cur.execute(
             "create temporary table if not exists rate_moves (place text, day date,"
             " measure text, n bigint, total numeric) on commit delete rows")
-        first_patrols = await _first_patrols(cur, changed)
         async with cur.copy("copy rate_moves (place, day, measure, n, total) from stdin"
                             ) as copy:
             for k in changed:
                 await copy.write_row((*k, counts[k], totals.get(k, 0)))
-            for place, day in first_patrols:
-                for above in places_of(place):
-                    await copy.write_row((above, day, "grid_days_patrolled", 1, 0))
+        # the grid-days whose `patrolled` row this upsert created (xmax = 0: inserted, not
+        # updated); a concurrent worker's upsert of the same row waits for ours and updates
+        # it, so each grid-day is first exactly once, however the patrols are spread
         await cur.execute(
-            "insert into rate_daily (place, depth, day, measure, n, total)"
-            " select place, array_length(string_to_array(place, '/'), 1), day, measure,"
-            " sum(n), sum(total) from rate_moves group by place, day, measure"
-            " on conflict (place, day, measure) do update"
-            " set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total")
+            "with moved as (insert into rate_daily (place, depth, day, measure, n, total)"
+            "   select place, array_length(string_to_array(place, '/'), 1), day, measure,"
+            "   sum(n), sum(total) from rate_moves group by place, day, measure"
+            "   on conflict (place, day, measure) do update"
+            "   set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total"
+            "   returning place, depth, day, measure, xmax = 0 as created)"
+            " select place, day from moved"
+            " where created and measure = 'patrolled' and depth = 4")
+        await _count_grid_days(cur, await cur.fetchall())
         # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one
         await cur.execute(
             "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
@@ -280,18 +283,17 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
             " from rate_moves on conflict do nothing")
 
 
-async def _first_patrols(cur: Cursor, changed: Sequence[Key]) -> list[tuple[str, date]]:
-    """The grid-days among these keys that had no patrol before this batch: each adds one
-    to `grid_days_patrolled` at every level, so coverage is a sum like every other figure."""
-    days = [(place, day) for place, day, measure in changed
-            if measure == "patrolled" and place.count("/") == 3]
-    if not days:
-        return []
-    await cur.execute(
-        "select p, d from unnest(%b::text[], %b::date[]) as u(p, d) where not exists"
-        " (select 1 from rate_daily where place = p and day = d and measure = 'patrolled')",
-        [[p for p, _ in days], [d for _, d in days]])
-    return [(p, d) for p, d in await cur.fetchall()]
+async def _count_grid_days(cur: Cursor, first_patrols: Sequence[tuple[str, date]]) -> None:
+    """A grid-day's first patrol adds one to `grid_days_patrolled` at every level above the
+    grid, so coverage is a sum of days like every other figure."""
+    keys = [(place, day) for grid, day in first_patrols for place in places_of(grid)]
+    if keys:
+        await cur.execute(
+            "insert into rate_daily (place, depth, day, measure, n, total)"
+            " select p, array_length(string_to_array(p, '/'), 1), d, 'grid_days_patrolled',"
+            " count(*), 0 from unnest(%b::text[], %b::date[]) as u(p, d) group by p, d"
+            " on conflict (place, day, measure) do update set n = rate_daily.n + excluded.n",
+            [[p for p, _ in keys], [d for _, d in keys]])
 
 
 @dataclass(frozen=True)
