@@ -98,6 +98,19 @@ def settled(stack: RunningStack, *projections: Projection, timeout: float = 180)
                    what=f"{projection.name} to reach the end of the log (lag 0)")
 
 
+def anomalies_once_settled(stack: RunningStack, oracle: Oracle, county: str, shadow: str
+                           ) -> list[str]:
+    """Once the archive and the chain hold the whole log: the oracle's anomalies, and every
+    row where either read model differs from its rebuild (schemas `{shadow}_archive`, ...)."""
+    settled(stack, Archive, FiveHave)
+    logged = oracle.log_ids(stack, Archive.topics)
+    found = oracle.check(stack, {"archive": archived(stack, county),
+                                 "five_have": in_timelines(stack, logged)}, logged)
+    found += mismatches(stack, Archive(), f"{shadow}_archive")
+    found += mismatches(stack, FiveHave(), f"{shadow}_five_have")
+    return [str(a) for a in found]
+
+
 # -- scenario 8 (first, while the log is short): rebuilds in other batches and interleavings
 async def rebuild_interleaved(projection: Projection, stack: RunningStack, schema: str,
                               until: dict[TP, int], rng: random.Random) -> None:
@@ -186,14 +199,9 @@ def test_the_broker_killed_during_ingest_is_restarted_reseeded_and_ingest_recove
     outage = [(s, r) for at, s, r in stream.answers if killed <= at <= back and s is not None]
     assert all(s == 200 or (s == 503 and r) for s, r in outage), outage  # 503 + Retry-After
     assert any(s == 503 for s, _ in outage)  # ingest stayed up, holding writes off
-    settled(stack, Archive, FiveHave)
-    logged = oracle.log_ids(stack, Archive.topics)
-    anomalies = oracle.check(stack, {"archive": archived(stack, county),
-                                     "five_have": in_timelines(stack, logged)}, logged)
-    anomalies += mismatches(stack, Archive(), "broker_archive")
-    anomalies += mismatches(stack, FiveHave(), "broker_five_have")
+    anomalies = anomalies_once_settled(stack, oracle, county, "broker")
     assert len(archived_before) >= 300
-    assert [str(a) for a in anomalies] == []  # no lost-write: not even the archive's lag
+    assert anomalies == []  # no lost-write: not even the archive's lag
     not_yet_archived = sum(at < killed and i not in archived_before
                            for i, at in stream.answered_201.items())
     print(f"scenario 3: ingest back {back - killed:.1f} s after the kill;"  # noqa: T201
@@ -258,13 +266,8 @@ def test_processes_dying_at_random_fault_points_lose_nothing_and_equal_their_reb
     assert not failures, failures
     assert len(drawn) == crashes_wanted
 
-    settled(stack, Archive, FiveHave)
-    logged = oracle.log_ids(stack, Archive.topics)
-    anomalies = oracle.check(stack, {"archive": archived(stack, county),
-                                     "five_have": in_timelines(stack, logged)}, logged)
-    anomalies += mismatches(stack, Archive(), "chaos_archive")
-    anomalies += mismatches(stack, FiveHave(), "chaos_five_have")
-    assert [str(a) for a in anomalies] == [], f"after crashes at {drawn}"
+    anomalies = anomalies_once_settled(stack, oracle, county, "chaos")
+    assert anomalies == [], f"after crashes at {drawn}"
     assert len(oracle.acked) >= 800 * SCALE
 
 
@@ -609,13 +612,8 @@ def test_postgres_crashing_twice_mid_stream_pauses_projectors_and_skips_nothing(
     refusals = [(s, r) for _, s, r in stream.answers if s is not None and s != 200]
     assert all(s == 503 and r for s, r in refusals), refusals  # 503 with Retry-After
     assert max(stalls) < 60, stalls
-    settled(stack, Archive, FiveHave)
-    logged = oracle.log_ids(stack, Archive.topics)
-    anomalies = oracle.check(stack, {"archive": archived(stack, county),
-                                     "five_have": in_timelines(stack, logged)}, logged)
-    anomalies += mismatches(stack, Archive(), "pgcrash_archive")
-    anomalies += mismatches(stack, FiveHave(), "pgcrash_five_have")
-    assert [str(a) for a in anomalies] == []
+    anomalies = anomalies_once_settled(stack, oracle, county, "pgcrash")
+    assert anomalies == []
     print(f"scenario 2: stalls after PostgreSQL came back {[round(s, 1) for s in stalls]} s;"  # noqa: T201
           f" {len(oracle.acked)} acknowledged, {len(refusals)} refused answers")
 
@@ -725,13 +723,8 @@ def test_a_full_disk_under_postgres_refuses_writes_until_freed_and_loses_nothing
     assert {n: stack.reload()["pids"][n] for n in pids} == pids  # nobody crash-looped
     refusals = [(s, r) for _, s, r in stream.answers if s is not None and s != 200]
     assert refusals and all(s == 503 and r for s, r in refusals), refusals
-    settled(stack, Archive, FiveHave)
-    logged = oracle.log_ids(stack, Archive.topics)
-    anomalies = oracle.check(stack, {"archive": archived(stack, county),
-                                     "five_have": in_timelines(stack, logged)}, logged)
-    anomalies += mismatches(stack, Archive(), "disk_archive")
-    anomalies += mismatches(stack, FiveHave(), "disk_five_have")
-    assert [str(a) for a in anomalies] == []
+    anomalies = anomalies_once_settled(stack, oracle, county, "disk")
+    assert anomalies == []
     print(f"scenario 7: {len(refusals)} refusals while full, ingest back {recovered:.1f} s"  # noqa: T201
           f" after freeing; {len(oracle.acked)} acknowledged")
 
