@@ -104,16 +104,25 @@ async def publish(request: Request, events: list[Event[Any]]) -> list[Receipt | 
             outcomes[i] = claim.receipt
         else:
             send.setdefault(events[i].event_id, i)
-    try:
-        acked = await outbound.append([(events[i], encoded[i].body) for i in send.values()])
-        faults.reached("ingest", "after_ack_before_receipt")
-        firsts = dict(zip(send, await receipts.record(
-            [(r, digests[i]) for i, r in zip(send.values(), acked, strict=True)]),
-            strict=True))
-    except LogUnavailable as exc:
-        raise Unavailable("broker", "the log did not acknowledge, retry later") from exc
-    except psycopg.Error as exc:
-        raise Unavailable("database", "receipts are unavailable, retry later") from exc
+    # a copy of an id another request of this process is sending waits for that one's receipt
+    theirs = {eid: receipts.in_flight[eid] for eid in send if eid in receipts.in_flight}
+    mine = {eid: i for eid, i in send.items() if eid not in theirs}
+    with receipts.sending(list(mine)) as firsts:
+        try:
+            acked = await outbound.append([(events[i], encoded[i].body) for i in mine.values()])
+            faults.reached("ingest", "after_ack_before_receipt")
+            firsts.update(zip(mine, await receipts.record(
+                [(r, digests[i]) for i, r in zip(mine.values(), acked, strict=True)]),
+                strict=True))
+        except LogUnavailable as exc:
+            raise Unavailable("broker", "the log did not acknowledge, retry later") from exc
+        except psycopg.Error as exc:
+            raise Unavailable("database", "receipts are unavailable, retry later") from exc
+    for eid, sent in theirs.items():
+        first = await asyncio.shield(sent)
+        if first is None:
+            raise Unavailable("broker", "the log did not acknowledge, retry later")
+        firsts[eid] = first
     faults.reached("ingest", "after_receipt_before_answer")
     for i, (event, digest) in enumerate(zip(events, digests, strict=True)):
         if outcomes[i] is None:

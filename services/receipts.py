@@ -8,7 +8,9 @@ requests bring at that moment (group commit), not one per event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -36,6 +38,22 @@ class Receipts:
         self.store = store
         self.claim = GroupCommit(self._claim)
         self.record = GroupCommit(self._record)
+        self.in_flight: dict[UUID, asyncio.Future[FirstReceipt | None]] = {}
+
+    @contextmanager
+    def sending(self, ids: list[UUID]) -> Iterator[dict[UUID, FirstReceipt]]:
+        """While these ids go to the log, a concurrent copy of one waits for their first
+        receipts (filled into the dict given) instead of sending it again; if the send
+        fails, the waiters hear None."""
+        loop = asyncio.get_running_loop()
+        for eid in ids:
+            self.in_flight[eid] = loop.create_future()
+        firsts: dict[UUID, FirstReceipt] = {}
+        try:
+            yield firsts
+        finally:
+            for eid in ids:
+                self.in_flight.pop(eid).set_result(firsts.get(eid))
 
     async def _claim(self, wanted: list[tuple[UUID, str, bytes]]) -> list[Claim]:
         """Claim each id for its digest (keeping its bytes: the outbox a re-seed republishes
@@ -82,7 +100,9 @@ class Receipts:
             kept = {eid for (eid,) in await cur.fetchall()}
             earlier = await _first_receipts(cur, [UUID(r.event_id) for r, _ in fresh
                                                   if UUID(r.event_id) not in kept])
-        return [earlier.get(UUID(r.event_id), FirstReceipt(d, r)) for r, d in fresh]
+        for r, d in fresh:  # of two copies in one group, the first kept is every copy's answer
+            earlier.setdefault(UUID(r.event_id), FirstReceipt(d, r))
+        return [earlier[UUID(r.event_id)] for r, _ in fresh]
 
 
 async def _first_receipts(cur: Cursor, ids: Sequence[UUID]) -> dict[UUID, FirstReceipt]:

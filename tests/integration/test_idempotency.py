@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import uuid4
 
+from events.log import Receipt
+from projections.store import Store
+from services.receipts import FirstReceipt, Receipts
 from tests.stack import RunningStack, an_incident, wait_until
 
 
@@ -40,18 +46,48 @@ def test_the_same_event_id_with_a_different_body_is_refused(
 def test_ten_concurrent_copies_of_one_event_archive_exactly_one(
     stack: RunningStack, grid: str, worker: str
 ) -> None:
-    event = an_incident(grid)
+    events = [an_incident(grid) for _ in range(5)]  # interleaved: copies share group commits
+    copies = [event for _ in range(10) for event in events]
 
-    def post(_: int) -> tuple[int, str]:
+    def post(event: dict[str, Any]) -> tuple[str, int, str]:
         with stack.ingest(worker) as phone:
             answer = phone.post("/v1/events", json=event)
-            return answer.status_code, answer.text
+            return event["event_id"], answer.status_code, answer.text
 
-    with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(post, range(10)))
-    assert [status for status, _ in answers] == [201] * 10
-    assert len({body for _, body in answers}) == 1  # every copy answered with one receipt
+    with ThreadPoolExecutor(25) as pool:
+        answers = list(pool.map(post, copies))
+    assert [status for _, status, _ in answers] == [201] * 50
+    for event in events:  # every copy answered with its event's one receipt
+        assert len({body for eid, _, body in answers if eid == event["event_id"]}) == 1
     wait_until(lambda: stack.caught_up("archive", "gridgov.incidents"),
                what="the archive to hold the log")
-    assert stack.sql("select count(*) from archive where event_id = %s",
-                     event["event_id"])[0][0] == 1
+    ids = [event["event_id"] for event in events]
+    assert dict(stack.sql("select event_id::text, count(*) from archive"
+                          " where event_id = any(%s::uuid[]) group by 1", ids)) == \
+        {eid: 1 for eid in ids}
+
+
+def test_copies_of_one_id_sent_together_all_answer_the_first_receipt(
+    stack: RunningStack,
+) -> None:
+    """Two copies in one group commit, or one arriving while the other is on its way to the
+    log, must not each answer with a receipt of their own."""
+    eid = uuid4()
+
+    async def run() -> tuple[list[FirstReceipt], FirstReceipt | None]:
+        store = await Store(stack.info["database_url"]).open()
+        try:
+            receipts = Receipts(store)
+            copies = [(Receipt(str(eid), "gridgov.incidents", 0, offset), "digest")
+                      for offset in (7, 8)]
+            together = await receipts.record(copies)
+            with receipts.sending([eid]) as firsts:
+                waiting = asyncio.ensure_future(asyncio.shield(receipts.in_flight[eid]))
+                firsts[eid] = together[0]
+            return together, await waiting
+        finally:
+            await store.close()
+
+    together, heard = asyncio.run(run())
+    assert [f.receipt.offset for f in together] == [7, 7]
+    assert heard == together[0]
