@@ -24,7 +24,8 @@ class FiveHave:
     name = "five_have"
     topics: tuple[str, ...] = (INCIDENTS.name, PATROLS.name)
     tables = {"incident_timeline": "incident_id, event_id, body", "five_have": "*",
-              "rate_facts": "*", "rate_daily": "*", "rate_places": "*"}
+              "rate_facts": "*", "rate_daily": "*", "rate_monthly": "*",
+              "rate_places": "*"}
 
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         """Add the batch to the timelines, refold every touched matter into its chain and its

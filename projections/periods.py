@@ -57,6 +57,17 @@ def between(first: date, last: date) -> Period:
     return Period(f"{first.isoformat()}..{last.isoformat()}", first, last)
 
 
+def whole_months(span: Period) -> tuple[date, date]:
+    """The whole calendar months inside a period, as [start, end) of first days; the period's
+    other days lie before and after them. Without a whole month both are the day after it,
+    so every day is "before" (the monthly grain serves whole months, the daily one the rest)."""
+    start = span.first if span.first.day == 1 else _month_end(span.first) + timedelta(days=1)
+    end = (span.last + timedelta(days=1)).replace(day=1)
+    if start > end:
+        return span.last + timedelta(days=1), span.last + timedelta(days=1)
+    return start, end
+
+
 def _month_end(first: date) -> date:
     return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 

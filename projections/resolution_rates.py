@@ -219,8 +219,8 @@ FACT_COLUMNS = "measure, day, grid, incident_id, event_id, value"
 async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
                  patrols: Sequence[Event[PatrolLogged]]) -> None:
     """Replace the touched matters' facts (each matter's whole set, from `matter`), add new
-    patrols', and move the daily rollup by the difference, inside the projection's
-    transaction."""
+    patrols', and move the daily and monthly rollups by the difference, inside the
+    projection's transaction."""
     new = [f for matter_facts in timelines.values() for f in matter_facts]
     old: list[Fact] = []
     if timelines:
@@ -254,46 +254,64 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
         # COPY, then one upsert: a batch moves thousands of (place, day, measure) keys, and
         # psycopg formats COPY rows in C but array parameters in Python
         await cur.execute(
-            "create temporary table if not exists rate_moves (place text, day date,"
+            "create temporary table if not exists rate_moves (place text, depth int, day date,"
             " measure text, n bigint, total numeric) on commit delete rows")
-        async with cur.copy("copy rate_moves (place, day, measure, n, total) from stdin"
+        async with cur.copy("copy rate_moves (place, depth, day, measure, n, total) from stdin"
                             ) as copy:
-            for k in changed:
-                await copy.write_row((*k, counts[k], totals.get(k, 0)))
+            for place, day, measure in changed:
+                await copy.write_row((place, place.count("/") + 1, day, measure,
+                                      counts[place, day, measure],
+                                      totals.get((place, day, measure), 0)))
         # the grid-days whose `patrolled` row this upsert created (xmax = 0: inserted, not
         # updated); a concurrent worker's upsert of the same row waits for ours and updates
-        # it, so each grid-day is first exactly once, however the patrols are spread
+        # it, so each grid-day is first exactly once, however the patrols are spread. Rows
+        # are taken in key order, so two workers' upserts lock them in the same order.
         await cur.execute(
             "with moved as (insert into rate_daily (place, depth, day, measure, n, total)"
-            "   select place, array_length(string_to_array(place, '/'), 1), day, measure,"
-            "   sum(n), sum(total) from rate_moves group by place, day, measure"
+            "   select place, depth, day, measure, sum(n), sum(total) from rate_moves"
+            "   group by place, depth, day, measure order by place, day, measure"
             "   on conflict (place, day, measure) do update"
             "   set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total"
             "   returning place, depth, day, measure, xmax = 0 as created)"
             " select place, day from moved"
             " where created and measure = 'patrolled' and depth = 4")
         await _count_grid_days(cur, await cur.fetchall())
+        # the same moves, grid-days included, by calendar month
+        await cur.execute(
+            "insert into rate_monthly (place, depth, day, measure, n, total)"
+            " select place, depth, date_trunc('month', day)::date, measure, sum(n),"
+            " sum(total) from rate_moves group by 1, 2, 3, 4 order by 1, 3, 4"
+            " on conflict (place, day, measure) do update"
+            " set n = rate_monthly.n + excluded.n, total = rate_monthly.total + excluded.total")
         # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one
         await cur.execute(
             "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
             " (select place, day, measure from rate_moves)")
         await cur.execute(
-            "insert into rate_places (place, depth)"
-            " select distinct place, array_length(string_to_array(place, '/'), 1)"
+            "delete from rate_monthly where n = 0 and total = 0 and (place, day, measure) in"
+            " (select place, date_trunc('month', day)::date, measure from rate_moves)")
+        await cur.execute(
+            "insert into rate_places (place, depth) select distinct place, depth"
             " from rate_moves on conflict do nothing")
 
 
 async def _count_grid_days(cur: Cursor, first_patrols: Sequence[tuple[str, date]]) -> None:
     """A grid-day's first patrol adds one to `grid_days_patrolled` at every level above the
-    grid, so coverage is a sum of days like every other figure."""
+    grid, so coverage is a sum of days like every other figure (a move like the others, so
+    the monthly grain counts it too)."""
     keys = [(place, day) for grid, day in first_patrols for place in places_of(grid)]
     if keys:
         await cur.execute(
+            "insert into rate_moves (place, depth, day, measure, n, total)"
+            " select p, depth, d, 'grid_days_patrolled', count(*), 0"
+            " from unnest(%b::text[], %b::int[], %b::date[]) as u(p, depth, d)"
+            " group by p, depth, d",
+            [[p for p, _ in keys], [p.count("/") + 1 for p, _ in keys], [d for _, d in keys]])
+        await cur.execute(
             "insert into rate_daily (place, depth, day, measure, n, total)"
-            " select p, array_length(string_to_array(p, '/'), 1), d, 'grid_days_patrolled',"
-            " count(*), 0 from unnest(%b::text[], %b::date[]) as u(p, d) group by p, d"
-            " on conflict (place, day, measure) do update set n = rate_daily.n + excluded.n",
-            [[p for p, _ in keys], [d for _, d in keys]])
+            " select place, depth, day, measure, n, total from rate_moves"
+            " where measure = 'grid_days_patrolled' order by place, day"
+            " on conflict (place, day, measure) do update set n = rate_daily.n + excluded.n")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Resolution-rate reads: figures per place and period, their explanation, CSV, the funnel.
 
-Sums of the daily grain per place (`rate_daily`), so a town's rate is its grids' numerators
-over their denominators; explanations and percentiles read the facts behind them.
+Sums of the rollups per place, so a town's rate is its grids' numerators over their
+denominators: a period's whole months from the monthly grain (`rate_monthly`), its other days
+from the daily one (`rate_daily`). Explanations and percentiles read the facts behind them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from events.envelope import PLACE_PATTERN, place_path
-from projections.periods import Period, between, bucket_label, period
+from projections.periods import Period, between, bucket_label, period, whole_months
 from projections.resolution_rates import DURATIONS, MEASURES, RATE_BY_NAME, figures
 from projections.sla import LOCAL
 from projections.store import Cursor
@@ -30,12 +31,30 @@ QUIET_DAYS = 3  # a grid not patrolled for this many days is listed
 EXPLAIN_LIMIT = 5000
 
 
+def _spanned(columns: str, where: str) -> str:
+    """A period's rollup rows in the fewest: its whole months from `rate_monthly`, the days
+    before and after them from `rate_daily` (a county's year reads 12 rows a measure, not
+    365). Parameters: those of `where`, and `spanned()`'s."""
+    return " union all ".join(
+        f"select {columns} from {table} where {where}"  # noqa: S608 - our own fragments
+        f" and day >= %({low})s and day {op} %({high})s"
+        for table, low, op, high in (("rate_monthly", "months_from", "<", "months_to"),
+                                     ("rate_daily", "first", "<", "months_from"),
+                                     ("rate_daily", "months_to", "<=", "last")))
+
+
+def spanned(span: Period, **where: object) -> dict[str, object]:
+    months_from, months_to = whole_months(span)
+    return {**where, "first": span.first, "last": span.last,
+            "months_from": months_from, "months_to": months_to}
+
+
 #: the statements the figures are read with, by name (`make bench` EXPLAINs them at a
 #: county of 100,000 incidents: docs/EXPLAIN.md)
 SQL = {
     "counts": (
-        "select measure, sum(n)::bigint, sum(total) from rate_daily"
-        " where place = %s and day between %s and %s group by measure"
+        "select measure, sum(n)::bigint, sum(total)"  # noqa: S608 - our own fragments
+        f" from ({_spanned('measure, n, total', 'place = %(place)s')}) as s group by measure"
     ),
     "p90": (
         "select measure, percentile_cont(0.9) within group (order by value)"
@@ -58,13 +77,19 @@ SQL = {
         "select coalesce(sum(n), 0)::bigint from rate_daily where place = %s"
         " and measure = 'closed' and day between %s and %s"
     ),
-    "series": (
+    "series": (  # by month, quarter or year: a month's row lies inside one bucket
+        "select date_trunc(%(by)s, day)::date, measure, sum(n)::bigint"  # noqa: S608
+        f" from ({_spanned('day, measure, n', 'place = %(place)s')}) as s"
+        " group by 1, 2 order by 1"
+    ),
+    "series_by_day": (  # by day or week
         "select date_trunc(%s, day)::date, measure, sum(n)::bigint from rate_daily"
         " where place = %s and day between %s and %s group by 1, 2 order by 1"
     ),
     "children": (
-        "select place, measure, sum(n)::bigint from rate_daily where depth = %s"
-        " and place like %s and day between %s and %s group by 1, 2 order by 1"
+        "select place, measure, sum(n)::bigint"  # noqa: S608 - our own fragments
+        f" from ({_spanned('place, measure, n', 'depth = %(depth)s and place like %(under)s')})"
+        " as s group by 1, 2 order by 1"
     ),
     "funnel": (
         "select stage, count(*), count(*) filter (where overdue) from five_have"
@@ -104,7 +129,7 @@ def below(place: str) -> tuple[str, str]:
 
 async def counts_of(cur: Cursor, place: str, span: Period) -> tuple[dict[str, int],
                                                                       dict[str, float]]:
-    await cur.execute(SQL["counts"], [place, span.first, span.last])
+    await cur.execute(SQL["counts"], spanned(span, place=place))
     rows = await cur.fetchall()
     return {m: int(n) for m, n, _ in rows}, {m: float(t) for m, _, t in rows}  # t: numeric
 
@@ -218,7 +243,10 @@ async def rates(
 
 async def _series(cur: Cursor, place: str, span: Period, by: str, min_cases: int
                   ) -> list[dict[str, Any]]:
-    await cur.execute(SQL["series"], [by, place, span.first, span.last])
+    if by in ("day", "week"):
+        await cur.execute(SQL["series_by_day"], [by, place, span.first, span.last])
+    else:
+        await cur.execute(SQL["series"], spanned(span, by=by, place=place))
     buckets: dict[date, dict[str, int]] = {}
     for start, measure, n in await cur.fetchall():
         buckets.setdefault(start, {})[measure] = int(n)
@@ -228,9 +256,8 @@ async def _series(cur: Cursor, place: str, span: Period, by: str, min_cases: int
 
 async def _children(cur: Cursor, place: str, span: Period, min_cases: int
                     ) -> list[dict[str, Any]]:
-    await cur.execute(
-        SQL["children"],
-        [len(place.split("/")) + 1, below(place)[1], span.first, span.last])
+    await cur.execute(SQL["children"],
+                      spanned(span, depth=len(place.split("/")) + 1, under=below(place)[1]))
     rows: dict[str, dict[str, int]] = {}
     for child, measure, n in await cur.fetchall():
         rows.setdefault(child, {})[measure] = int(n)

@@ -28,9 +28,10 @@ import psycopg
 from events.codec import canonical
 from events.envelope import Event, Role
 from projections import sla
+from projections.periods import between
 from services.admission import admit
 from services.auth import Principal
-from services.rates import SQL
+from services.rates import SQL, spanned
 from tests.bench.baselines import components, raw_producer
 from tests.bench.paced import singles_at, steady_load, visible_under_load
 from tests.bench.processes import Memory, cpu_seconds, stack_processes
@@ -235,11 +236,14 @@ def explain_dashboard(database_url: str, county: str, events: int) -> None:
     below = (county, county + "/%")
     with psycopg.connect(database_url) as conn:
         grids = [g for (g,) in conn.execute(SQL["grids"], below)]
-        params = {
-            "counts": [county, *year], "p90": [["owned", "resolved", "verified"], *below, *year],
+        params: dict[str, Any] = {
+            "counts": spanned(between(*year), place=county),
+            "p90": [["owned", "resolved", "verified"], *below, *year],
             "grids": below, "patrolled_lately": [*below, year[1] - timedelta(days=3), year[1]],
             "last_patrol": [year[1], grids], "closed_at_end": [county, year[1], year[1]],
-            "series": ["month", county, *year], "children": [2, county + "/%", *year],
+            "series": spanned(between(*year), by="month", place=county),
+            "series_by_day": ["week", county, *year],
+            "children": spanned(between(*year), depth=2, under=county + "/%"),
             "funnel": below,
         }
         plans = {name: "\n".join(r for (r,) in conn.execute(

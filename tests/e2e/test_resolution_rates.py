@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from events.envelope import Event, Role
@@ -98,6 +98,28 @@ def test_zhenba_county_2023_mediation_success_is_644_of_655(stack: RunningStack)
         ("644", "655", "98.3")
     assert county_row["label"] == "调解成功率 mediation success rate"
     assert {r["place"] for r in rows} == {"610728", *(t["place"] for t in towns)}
+
+    # any range, whole months or not, counts what the facts hold (months from the monthly
+    # grain, the days around them from the daily one)
+    matters: dict[str, list[Event[Any]]] = {}
+    for event in published:
+        matters.setdefault(event.aggregate_id, []).append(event)
+    found = [f for i, m in matters.items() for f in facts(i, m) if f.grid.startswith("610728/")]
+    for first, last in [(date(2023, 1, 1), date(2023, 12, 31)),
+                        (date(2023, 2, 14), date(2023, 11, 3)),
+                        (date(2023, 3, 1), date(2023, 3, 20)),
+                        (date(2023, 5, 9), date(2023, 5, 31)),
+                        (date(2022, 12, 25), date(2024, 1, 6))]:
+        ranged = rates(stack, supervisor, place="610728", **{"from": first.isoformat(),
+                                                             "to": last.isoformat()})
+        assert ranged["counts"]["disputes_found"] == sum(
+            1 for f in found if f.measure == "disputes_found" and first <= f.day <= last)
+        towns_ranged = rates(stack, supervisor, place="610728", children="true", by="month",
+                             **{"from": first.isoformat(), "to": last.isoformat()})
+        assert sum(t["counts"].get("disputes_found", 0) for t in towns_ranged["children"]) \
+            == ranged["counts"]["disputes_found"]
+        assert sum(s["counts"].get("disputes_found", 0) for s in towns_ranged["series"]) \
+            == ranged["counts"]["disputes_found"]
 
 
 def test_xiameiqiao_138_disputes_all_resolved_is_100_percent(stack: RunningStack) -> None:

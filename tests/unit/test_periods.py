@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.periods import BUCKETS, Period, between, bucket_label, period
+from projections.periods import BUCKETS, Period, between, bucket_label, period, whole_months
 
 
 @pytest.mark.parametrize(("text", "first", "last"), [
@@ -102,3 +102,22 @@ def test_a_buckets_label_names_the_period_that_begins_on_its_start(by: str, day:
     assert named.first <= day <= named.last
     following = named.last + timedelta(days=1)
     assert bucket_start(by, following) == following  # the next bucket starts the day after
+
+
+@settings(max_examples=300)
+@given(st.dates(date(2020, 1, 1), date(2030, 12, 31)), st.integers(0, 800))
+def test_whole_months_and_the_days_around_them_cover_a_period_once(first: date,
+                                                                   days: int) -> None:
+    span = between(first, first + timedelta(days=days))
+    start, end = whole_months(span)
+    before = {span.first + timedelta(d) for d in range((start - span.first).days)}
+    months = {start + timedelta(d) for d in range((end - start).days)}
+    after = {end + timedelta(d) for d in range((span.last - end).days + 1)}
+    assert before | months | after == {span.first + timedelta(d) for d in range(span.days)}
+    assert len(before) + len(months) + len(after) == span.days
+    if months:  # whole months only, and every whole month of the period among them
+        assert start.day == 1 and end.day == 1
+    whole = {d.replace(day=1) for d in before | after
+             if period(f"{d.year}-{d.month:02d}").first >= span.first
+             and period(f"{d.year}-{d.month:02d}").last <= span.last}
+    assert not whole
