@@ -6,6 +6,7 @@ facts move together, so a figure and the chains behind it always share a waterma
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from events.patrol import PatrolLogged
 from events.topics import INCIDENTS, PATROLS
 from projections import live, resolution_rates
 from projections.five_have import COLUMNS, Chain, fold, incidents_of, row
+from projections.resolution_rates import places_of
 from projections.runner import Delivery
 from projections.store import Cursor
 
@@ -24,6 +26,7 @@ class FiveHave:
     name = "five_have"
     topics: tuple[str, ...] = (INCIDENTS.name, PATROLS.name)
     tables = {"incident_timeline": "incident_id, event_id, body", "five_have": "*",
+              "funnel_counts": "*",
               "rate_facts": "*", "rate_daily": "*", "rate_monthly": "*",
               "rate_places": "*"}
 
@@ -33,11 +36,14 @@ class FiveHave:
         timelines = await self._touched_timelines(cur, deliveries)
         matters = {i: resolution_rates.matter(i, events) for i, events in timelines.items()}
         if matters:
-            await cur.execute("delete from five_have where incident_id = any(%b)",
-                              [list(matters)])
+            await cur.execute("delete from five_have where incident_id = any(%b)"
+                              " returning grid, stage, overdue", [list(matters)])
+            before = await cur.fetchall()
             async with cur.copy(f"copy five_have ({COLUMNS}) from stdin") as copy:
                 for chain, _ in matters.values():
                     await copy.write_row(row(chain))
+            await _move_funnel(cur, before, [(c.grid, c.stage, c.overdue)
+                                             for c, _ in matters.values()])
         patrols = [d.event for d in deliveries if isinstance(d.event.payload, PatrolLogged)]
         await resolution_rates.record(cur, {i: f for i, (_, f) in matters.items()}, patrols)
         await live.announce(cur, [d.event for d in deliveries])
@@ -83,6 +89,34 @@ class FiveHave:
             timelines[incident_id].append(parsed[event_id] if body is None
                                           else event_from_json(bytes(body)))
         return timelines
+
+
+async def _move_funnel(cur: Cursor, before: Sequence[tuple[str | None, str, bool]],
+                      after: Sequence[tuple[str | None, str, bool]]) -> None:
+    """Move the matters counted per place and stage by what this batch changed, so the
+    funnel of a county reads a row per stage, not its every chain."""
+    moves: Counter[tuple[str, str]] = Counter()
+    overdue: Counter[tuple[str, str]] = Counter()
+    for sign, rows in ((-1, before), (1, after)):
+        for grid, stage, late in rows:
+            for place in places_of(grid) if grid else ():
+                moves[place, stage] += sign
+                overdue[place, stage] += sign * late
+    keys = sorted(k for k in moves.keys() | overdue.keys() if moves[k] or overdue[k])
+    if keys:
+        await cur.execute(
+            "insert into funnel_counts (place, depth, stage, n, overdue)"
+            " select * from unnest(%b::text[], %b::int[], %b::text[], %b::bigint[],"
+            " %b::bigint[]) on conflict (place, stage) do update"
+            " set n = funnel_counts.n + excluded.n,"
+            " overdue = funnel_counts.overdue + excluded.overdue",
+            [[p for p, _ in keys], [p.count("/") + 1 for p, _ in keys],
+             [s for _, s in keys], [moves[k] for k in keys], [overdue[k] for k in keys]])
+        # a stage back to no matters leaves no row, as a rebuild would not have one
+        await cur.execute(
+            "delete from funnel_counts where n = 0 and (place, stage) in"
+            " (select * from unnest(%b::text[], %b::text[]))",
+            [[p for p, _ in keys], [s for _, s in keys]])
 
 
 async def timeline_of(cur: Cursor, incident_id: str) -> list[Event[Any]]:

@@ -91,9 +91,8 @@ SQL = {
         f" from ({_spanned('place, measure, n', 'depth = %(depth)s and place like %(under)s')})"
         " as s group by 1, 2 order by 1"
     ),
-    "funnel": (
-        "select stage, count(*), count(*) filter (where overdue) from five_have"
-        " where (grid = %s or grid like %s) group by stage"
+    "funnel": (  # kept per place and stage by the chain projection
+        "select stage, n, overdue from funnel_counts where place = %s"
     ),
 }
 
@@ -339,7 +338,7 @@ async def funnel(request: Request, caller: Caller, place: Place) -> Response:
     """How many matters sit at each link of the chain now, and how many are overdue."""
     place = in_scope(caller, place)
     async with request.app.state.store.cursor() as cur:
-        await cur.execute(SQL["funnel"], [*below(place)])
+        await cur.execute(SQL["funnel"], [place])
         rows = await cur.fetchall()
     stages = {stage: int(n) for stage, n, _ in rows}
     return json_response({

@@ -244,7 +244,7 @@ def explain_dashboard(database_url: str, county: str, events: int) -> None:
             "series": spanned(between(*year), by="month", place=county),
             "series_by_day": ["week", county, *year],
             "children": spanned(between(*year), depth=2, under=county + "/%"),
-            "funnel": below,
+            "funnel": [county],
         }
         plans = {name: "\n".join(r for (r,) in conn.execute(
             f"explain (analyze, buffers) {SQL[name]}", params[name]))  # noqa: S608 - ours

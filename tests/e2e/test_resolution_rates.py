@@ -192,6 +192,26 @@ def test_the_funnel_counts_matters_at_each_link(stack: RunningStack, grid: str) 
     assert shown["funnel"] == {"report": 3, "own": 0, "resolve": 0, "supervise": 0, "closed": 0}
 
 
+def test_the_funnel_of_a_town_is_its_chains_counted_by_stage(stack: RunningStack) -> None:
+    """Matters stopped at every link, their steps arriving shuffled: the counts the projection
+    keeps per place and stage equal a count of the chains themselves."""
+    rng = random.Random()
+    town = "/".join(a_place().split("/")[:2])
+    start = datetime.now(UTC) - timedelta(days=3)
+    published = []
+    for n in range(40):
+        steps = lifecycle(RULES, f"{town}/00{n % 2 + 1}/0{n % 3 + 1}", rng, start)
+        published += steps[:rng.randint(1, len(steps))]
+    rng.shuffle(published)
+    stack.publish(published)
+    settled(stack)
+    with stack.query(stack.token(Role.supervisor, town)) as api:
+        shown = api.get("/v1/funnel", params={"place": town}).json()
+    counted = dict(stack.sql("select stage, count(*) from five_have where grid like %s"
+                             " group by stage", town + "/%"))
+    assert shown["stages"] == counted
+    assert sum(shown["stages"].values()) == 40
+
 def test_patrol_coverage_counts_grid_days_and_names_the_quiet_grids(stack: RunningStack
                                                                      ) -> None:
     """Coverage comes from the rollup: grid-days patrolled over days in the period, and the

@@ -130,3 +130,7 @@ def test_a_missed_deadline_is_overdue_once_and_escalates_once_across_a_restart(
                                                                   "incident.escalated"]
     assert all(e["actor"]["role"] == "system" for e in shown["timeline"][-2:])
     assert uuid.UUID(shown["timeline"][-1]["event_id"]).version == 5  # derived, not random
+    with stack.query(stack.token(Role.supervisor, grid)) as api:  # both chains are overdue
+        funnel = api.get("/v1/funnel", params={"place": grid}).json()
+    assert funnel["overdue"] == stack.sql("select count(*) from five_have where grid = %s"
+                                          " and overdue", grid)[0][0] == 2
