@@ -18,8 +18,6 @@ from events.incident import IncidentReported, reported_v2
 UPCASTERS: dict[type[Payload], Callable[[Any], Payload]] = {
     IncidentReported: reported_v2,
 }
-#: event types with an older version: only their events can read otherwise than written
-UPCAST_TYPES = frozenset(old.event_type for old in UPCASTERS)
 
 
 _EVENT_CLASSES: dict[type[Payload], Any] = {}

@@ -19,6 +19,7 @@ from events.catalog import InvalidEvent, event_from_json
 from events.codec import MAX_EVENT_BYTES
 from events.envelope import Event
 from events.log import Record
+from events.upcasting import upcast
 from projections import faults
 from projections.store import TP, Cursor, Store, lock_offsets, store_offsets
 
@@ -40,6 +41,7 @@ class Delivery:
 
     record: Record
     event: Event[Any]
+    written: Event[Any] | None = None  # as its producer wrote it, where that was upcast
 
 
 class Projection(Protocol):
@@ -98,7 +100,9 @@ def decode(records: Sequence[Record]) -> tuple[list[Delivery], list[tuple[Record
                                    f" {MAX_EVENT_BYTES}"))
             continue
         try:
-            deliveries.append(Delivery(record, event_from_json(record.value)))
+            written = event_from_json(record.value, as_written=True)
+            event = upcast(written)  # the same object unless an older version was written
+            deliveries.append(Delivery(record, event, None if event is written else written))
         except InvalidEvent as exc:
             poison.append((record, str(exc)[:500]))
     return deliveries, poison

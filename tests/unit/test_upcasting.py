@@ -20,7 +20,7 @@ from events.log import Record
 from events.upcasting import UPCASTERS, upcast
 from projections import five_have, resolution_rates
 from projections.archive import as_written, chain
-from projections.runner import Delivery
+from projections.runner import decode
 from projections.sla import load
 from services.admission import admit
 from services.auth import Principal
@@ -130,7 +130,8 @@ def test_decoding_a_v1_event_never_rewrites_it_and_the_archive_keeps_its_bytes()
     read = event_from_json(wire)
     assert read.schema_version == 2 and wire == kept
 
-    delivery = Delivery(Record("gridgov.incidents", 0, 0, b"inc-430382-0001", wire), read)
+    (delivery,), _ = decode([Record("gridgov.incidents", 0, 0, b"inc-430382-0001", wire)])
+    assert delivery.event.schema_version == 2  # what the runner hands every projection
     (as_read,), _, _ = chain({}, [delivery], {})
     assert as_read.body != wire  # what the archive would keep if it took the upcast event
     written = as_written(delivery)
@@ -142,8 +143,8 @@ def test_decoding_a_v1_event_never_rewrites_it_and_the_archive_keeps_its_bytes()
 
 def test_an_event_with_no_older_version_is_archived_without_a_second_decode() -> None:
     wire = canonical(event_from_dict(example_event(CATALOG[("patrol.logged", 1)])))
-    delivery = Delivery(Record("gridgov.patrols", 0, 0, None, wire), event_from_json(wire))
-    assert as_written(delivery) is delivery
+    (delivery,), _ = decode([Record("gridgov.patrols", 0, 0, None, wire)])
+    assert delivery.written is None and as_written(delivery) is delivery
 
 
 @pytest.mark.parametrize("payload", [V1, V2], ids=["v1", "v2"])
