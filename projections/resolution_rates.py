@@ -11,7 +11,6 @@ The formulas are stated once, in `RATES`, and explained in docs/METRICS.md.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -30,7 +29,7 @@ from events.incident import (
     Level,
 )
 from events.patrol import PatrolLogged
-from projections.five_have import Chain, evolve, in_order, replace
+from projections.five_have import Chain, evolve, in_order
 from projections.sla import LOCAL
 from projections.store import Cursor
 
@@ -88,7 +87,8 @@ def matter(incident_id: str, events: Iterable[Event[Any]]) -> tuple[Chain, list[
     chain, found = Chain(incident_id), []
     for event in in_order(incident_id, events):
         before, chain = chain, evolve(chain, event)
-        took_effect = replace(chain, last_seq=before.last_seq) != before
+        # the fields compared as dicts, in C: a field by field `==` cost more than the step
+        took_effect = vars(before) != {**vars(chain), "last_seq": before.last_seq}
         if not took_effect or chain.grid is None or isinstance(event.payload, PatrolLogged):
             continue
 
@@ -99,7 +99,12 @@ def matter(incident_id: str, events: Iterable[Event[Any]]) -> tuple[Chain, list[
         found += _step_facts(before, chain, event, fact)
     if chain.grid is not None:
         found += _matter_facts(chain, suspect=any(f.measure in SUSPECT for f in found))
-    return chain, sorted(found)
+    return chain, sorted(found, key=_fact_order)
+
+
+def _fact_order(f: Fact) -> tuple[Any, ...]:
+    """`Fact`'s own order, as one tuple: sorting by it skips a comparison method per pair."""
+    return (f.measure, f.day, f.grid, f.incident_id, f.event_id, f.value)
 
 
 def facts(incident_id: str, events: Iterable[Event[Any]]) -> list[Fact]:
@@ -190,27 +195,32 @@ def places_of(grid: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-Key = tuple[str, date, str]  # (place, day, measure)
+Move = tuple[str, date, str, int, int | None]  # (grid, day, measure, n, micros)
 
 
-def exact(value: float) -> Decimal:
-    """A fact's value as the rollup sums it: exact to the microsecond, so sums that go up and
-    down again come back to what a rebuild from offset 0 computes."""
-    return Decimal(f"{value:.6f}")
+def in_micros(value: float) -> int:
+    """A fact's value as the rollup sums it: whole microseconds, rounded once from the
+    float's exact digits, so sums that go up and down again come back to what a rebuild from
+    offset 0 computes."""
+    return int(f"{value:.6f}".replace(".", ""))
 
 
-def rollup(facts_: Iterable[Fact], sign: int = 1) -> tuple[Counter[Key], dict[Key, Decimal]]:
-    """Counts and value sums per (place, day, measure), at every level above each grid."""
-    counts: Counter[Key] = Counter()
-    micros: Counter[Key] = Counter()  # summed as integers: one Decimal per key, not per fact
-    for f in facts_:
-        value = None if f.value is None else sign * int(exact(f.value).scaleb(6))
-        for place in places_of(f.grid):
-            key = (place, f.day, f.measure)
-            counts[key] += sign
-            if value is not None:
-                micros[key] += value
-    return counts, {key: Decimal(n).scaleb(-6) for key, n in micros.items()}
+def moves(new: Iterable[Fact], old: Iterable[Fact]) -> list[Move]:
+    """How facts counted (`new`) and taken back (`old`) move each (grid, day, measure): the
+    count, and the values in whole microseconds (None where no fact had a value). Only the
+    grid: the database adds each move to every place above it (a tenth of a batch's time
+    went to doing that here and sending four times the rows)."""
+    counts: dict[tuple[str, date, str], int] = {}
+    micros: dict[tuple[str, date, str], int] = {}
+    for sign, facts_ in ((1, new), (-1, old)):
+        for f in facts_:
+            key = (f.grid, f.day, f.measure)
+            counts[key] = counts.get(key, 0) + sign
+            if f.value is not None:
+                micros[key] = micros.get(key, 0) + sign * in_micros(f.value)
+    # a move of nothing without values changes no row; one with values still types its
+    # places' sums as exact to the microsecond
+    return [(*key, n, micros.get(key)) for key, n in counts.items() if n or key in micros]
 
 
 FACT_COLUMNS = "measure, day, grid, incident_id, event_id, value"
@@ -238,38 +248,48 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
                                  for p in patrols for f in patrol_facts(p)], strict=True))))
         fresh = {row[0] for row in await cur.fetchall()}
         new += [f for p in patrols if p.event_id in fresh for f in patrol_facts(p)]
-    if timelines:
-        async with cur.copy(f"copy rate_facts ({FACT_COLUMNS}) from stdin") as copy:
+    if timelines:  # binary, as the archive: no text for the days, ids and values
+        async with cur.copy(f"copy rate_facts ({FACT_COLUMNS}) from stdin (format binary)"
+                            ) as copy:
+            copy.set_types(["text", "date", "text", "text", "uuid", "float8"])
             for f in new:
                 if f.measure != "patrolled":
                     await copy.write_row((f.measure, f.day, f.grid, f.incident_id, f.event_id,
                                           f.value))
-    counts, totals = rollup(new)
-    gone, gone_totals = rollup(old, -1)
-    counts.update(gone)
-    for key, value in gone_totals.items():
-        totals[key] = totals.get(key, Decimal(0)) + value
-    changed = sorted(k for k in counts.keys() | totals.keys() if counts[k] or totals.get(k))
-    if changed:
-        # COPY, then one upsert: a batch moves thousands of (place, day, measure) keys, and
+    moved = moves(new, old)
+    if moved:
+        # COPY, then one upsert: a batch moves thousands of (grid, day, measure) keys, and
         # psycopg formats COPY rows in C but array parameters in Python
+        await cur.execute(
+            "create temporary table if not exists grid_moves (grid text, day date,"
+            " measure text, n bigint, micros bigint) on commit delete rows")
         await cur.execute(
             "create temporary table if not exists rate_moves (place text, depth int, day date,"
             " measure text, n bigint, total numeric) on commit delete rows")
-        async with cur.copy("copy rate_moves (place, depth, day, measure, n, total) from stdin"
-                            ) as copy:
-            for place, day, measure in changed:
-                await copy.write_row((place, place.count("/") + 1, day, measure,
-                                      counts[place, day, measure],
-                                      totals.get((place, day, measure), 0)))
+        async with cur.copy("copy grid_moves (grid, day, measure, n, micros) from stdin"
+                            " (format binary)") as copy:
+            copy.set_types(["text", "date", "text", "int8", "int8"])
+            for move in moved:
+                await copy.write_row(move)
+        # every place above a grid, as `places_of`; a sum of values is exact to the
+        # microsecond (scale 6), a count without values sums to a plain 0
+        await cur.execute(
+            "insert into rate_moves (place, depth, day, measure, n, total)"
+            " select array_to_string(parts[1:depth], '/'), depth, day, measure, sum(n),"
+            " coalesce(sum(micros) * 0.000001, 0)"
+            " from (select string_to_array(grid, '/') as parts, day, measure, n, micros"
+            "       from grid_moves) as g,"
+            " generate_series(1, greatest(cardinality(parts), 1)) as depth"
+            " group by 1, 2, 3, 4 having sum(n) <> 0 or sum(micros) <> 0")
         # the grid-days whose `patrolled` row this upsert created (xmax = 0: inserted, not
         # updated); a concurrent worker's upsert of the same row waits for ours and updates
         # it, so each grid-day is first exactly once, however the patrols are spread. Rows
-        # are taken in key order, so two workers' upserts lock them in the same order.
+        # are taken in key order, so two workers' upserts lock them in the same order. The
+        # moves hold one row per key until the grid-days join them.
         await cur.execute(
             "with moved as (insert into rate_daily (place, depth, day, measure, n, total)"
-            "   select place, depth, day, measure, sum(n), sum(total) from rate_moves"
-            "   group by place, depth, day, measure order by place, day, measure"
+            "   select place, depth, day, measure, n, total from rate_moves"
+            "   order by place, day, measure"
             "   on conflict (place, day, measure) do update"
             "   set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total"
             "   returning place, depth, day, measure, xmax = 0 as created)"
@@ -283,13 +303,16 @@ async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
             " sum(total) from rate_moves group by 1, 2, 3, 4 order by 1, 3, 4"
             " on conflict (place, day, measure) do update"
             " set n = rate_monthly.n + excluded.n, total = rate_monthly.total + excluded.total")
-        # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one
+        # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one;
+        # only a move that takes facts away (n < 0) can bring one there: counts never go below
+        # zero, and a row without facts sums to zero
         await cur.execute(
             "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
-            " (select place, day, measure from rate_moves)")
+            " (select place, day, measure from rate_moves where n < 0)")
         await cur.execute(
             "delete from rate_monthly where n = 0 and total = 0 and (place, day, measure) in"
-            " (select place, date_trunc('month', day)::date, measure from rate_moves)")
+            " (select place, date_trunc('month', day)::date, measure from rate_moves"
+            "  where n < 0)")
         await cur.execute(
             "insert into rate_places (place, depth) select distinct place, depth"
             " from rate_moves on conflict do nothing")

@@ -36,10 +36,10 @@ from projections.resolution_rates import (
     Fact,
     facts,
     figures,
+    moves,
     patrol_facts,
     percent,
     places_of,
-    rollup,
 )
 from projections.sla import load
 from tests.lifecycles import dispute, lifecycle
@@ -514,18 +514,14 @@ def test_a_grid_lies_in_its_county_town_and_community() -> None:
     assert places_of("610728/105/001/02/7")[-2:] == ["610728/105/001/02", "610728/105/001/02/7"]
 
 
-def test_a_fact_counts_once_at_every_level_above_its_grid() -> None:
+def test_a_batch_moves_each_grid_day_and_measure_by_what_it_counts_and_takes_back() -> None:
     day = date(2026, 11, 20)
-    counts, totals = rollup([Fact("owned", day, GRID, "inc-1", None, 60.0),
-                             Fact("owned", day, GRID, "inc-2", None, 120.0),
-                             Fact("reported", day, "610728/106/002/01", "inc-3")])
-    assert +counts == Counter({
-        ("610728", day, "owned"): 2, ("610728/105", day, "owned"): 2,
-        ("610728/105/001", day, "owned"): 2, ("610728/105/001/02", day, "owned"): 2,
-        ("610728", day, "reported"): 1, ("610728/106", day, "reported"): 1,
-        ("610728/106/002", day, "reported"): 1, ("610728/106/002/01", day, "reported"): 1})
-    assert {k: v for k, v in totals.items() if v} == {
-        (place, day, "owned"): 180 for place in places_of(GRID)}
+    owned = Fact("owned", day, GRID, "inc-1", None, 60.0)
+    assert sorted(moves([owned, Fact("owned", day, GRID, "inc-2", None, 120.5),
+                         Fact("reported", day, "610728/106/002/01", "inc-3")],
+                        [owned, Fact("reported", day, GRID, "inc-1")])) == [
+        (GRID, day, "owned", 1, 120_500_000), (GRID, day, "reported", -1, None),
+        ("610728/106/002/01", day, "reported", 1, None)]
 
 
 a_fact = st.builds(
@@ -537,19 +533,13 @@ a_fact = st.builds(
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(a_fact, max_size=30))
-def test_taking_facts_back_out_of_a_rollup_leaves_nothing(facts_: list[Fact]) -> None:
-    counts, totals = rollup(facts_)
-    gone, gone_totals = rollup(facts_, -1)
-    assert set(gone) == set(counts)
-    assert all(counts[k] + gone[k] == 0 for k in counts)
-    assert set(gone_totals) == set(totals)
-    assert all(totals[k] + gone_totals[k] == 0 for k in totals)
-    assert all(totals[k] == sum(f.value for f in facts_ if f.value is not None
-                                and (f.grid + "/").startswith(k[0] + "/")
-                                and (f.day, f.measure) == k[1:])
-               for k in totals)
-    counties = {k: n for k, n in counts.items() if "/" not in k[0]}
-    assert sum(counties.values()) == len(facts_)
+def test_taking_facts_back_out_moves_nothing(facts_: list[Fact]) -> None:
+    assert all(n == 0 and not micros for *_, n, micros in moves(facts_, facts_))
+    moved = moves(facts_, [])
+    assert all(micros == sum(round(f.value * 10**6) for f in facts_ if f.value is not None
+                             and [f.grid, f.day, f.measure] == key)
+               for *key, _, micros in moved if micros is not None)
+    assert sum(n for *_, n, _ in moved) == len(facts_)
 
 
 @settings(max_examples=100, deadline=None)
@@ -563,8 +553,8 @@ def test_a_towns_rate_is_its_grids_numerators_over_their_denominators(
         grid = f"{TOWN}/00{n}/01"
         counted += [Fact("reported", day, grid, f"inc-{n}-{i}") for i in range(reported_)]
         counted += [Fact("resolved", day, grid, f"inc-{n}-{i}") for i in range(resolved)]
-    counts, _ = rollup(counted)
-    town = {m: counts[TOWN, day, m] for m in ("resolved", "reported")}
+    town = {m: sum(n for grid, _, measure, n, _ in moves(counted, [])
+                   if measure == m and TOWN in places_of(grid)) for m in ("resolved", "reported")}
     assert town == {"resolved": sum(r for r, _ in pairs), "reported": sum(d for _, d in pairs)}
     rate = figures(town, min_cases=5)["resolution_rate"]
     assert (rate["numerator"], rate["denominator"]) == (town["resolved"], town["reported"])
