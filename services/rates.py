@@ -61,17 +61,11 @@ SQL = {
         " from rate_facts where measure = any(%s) and (grid = %s or grid like %s)"
         " and day between %s and %s and value is not null group by measure"
     ),
-    "grids": (
-        "select place from rate_places where depth = 4"
-        " and (place = %s or place like %s)"
-    ),
-    "patrolled_lately": (
-        "select distinct place from rate_daily where measure = 'patrolled' and depth = 4"
-        " and (place = %s or place like %s) and day > %s and day <= %s"
-    ),
-    "last_patrol": (
-        "select g, (select max(day) from rate_daily where measure = 'patrolled' and depth = 4"
-        "           and place = g and day <= %s) from unnest(%s::text[]) as u(g)"
+    "patrol_coverage": (  # each grid under the place, and the last day it was patrolled
+        "select g.place, (select max(d.day) from rate_daily d where d.measure = 'patrolled'"
+        "   and d.depth = 4 and d.place = g.place and d.day <= %s)"
+        " from rate_places g where g.depth = 4 and (g.place = %s or g.place like %s)"
+        " order by g.place"
     ),
     "closed_at_end": (
         "select coalesce(sum(n), 0)::bigint from rate_daily where place = %s"
@@ -152,16 +146,12 @@ async def patrol_coverage(cur: Cursor, place: str, span: Period,
                           counts: dict[str, int]) -> dict[str, Any]:
     """From the rollup: grid-days patrolled are a count like any other; the grids quiet at the
     period's end are those without a patrol row in its last days."""
-    await cur.execute(SQL["grids"], [*below(place)])
-    grids = [g for (g,) in await cur.fetchall()]
-    quiet_since = span.last - timedelta(days=QUIET_DAYS)
-    await cur.execute(SQL["patrolled_lately"], [*below(place), quiet_since, span.last])
-    lately = {g for (g,) in await cur.fetchall()}
-    quiet = [g for g in grids if g not in lately]
-    await cur.execute(SQL["last_patrol"], [span.last, quiet])
+    await cur.execute(SQL["patrol_coverage"], [span.last, *below(place)])
     last = dict(await cur.fetchall())
+    quiet_since = span.last - timedelta(days=QUIET_DAYS)
+    quiet = [g for g, day in last.items() if day is None or day <= quiet_since]
     return {
-        "grids": len(grids),
+        "grids": len(last),
         "grids_patrolled_per_day": round(counts.get("grid_days_patrolled", 0) / span.days, 2),
         "not_patrolled_for_days": QUIET_DAYS,
         "quiet_grids": [{"grid": g, "last_patrol": last[g].isoformat() if last.get(g) else None}

@@ -235,12 +235,10 @@ def explain_dashboard(database_url: str, county: str, events: int) -> None:
     year = (date(2025, 1, 1), date(2025, 12, 31))
     below = (county, county + "/%")
     with psycopg.connect(database_url) as conn:
-        grids = [g for (g,) in conn.execute(SQL["grids"], below)]
         params: dict[str, Any] = {
             "counts": spanned(between(*year), place=county),
             "p90": [["owned", "resolved", "verified"], *below, *year],
-            "grids": below, "patrolled_lately": [*below, year[1] - timedelta(days=3), year[1]],
-            "last_patrol": [year[1], grids], "closed_at_end": [county, year[1], year[1]],
+            "patrol_coverage": [year[1], *below], "closed_at_end": [county, year[1], year[1]],
             "series": spanned(between(*year), by="month", place=county),
             "series_by_day": ["week", county, *year],
             "children": spanned(between(*year), depth=2, under=county + "/%"),
