@@ -37,7 +37,7 @@ run: $(STAMP) ## the whole platform on the embedded stack, with demo data
 	$(BIN)/gridgov dev up --demo
 
 test: $(STAMP) tools lint typecheck deploy-check ## every test: unit, then integration and e2e on the real broker and PostgreSQL
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider --durations=15
 
 unit: $(STAMP) ## the fast pure tests only
 	$(BIN)/pytest -p no:cacheprovider tests/unit
