@@ -2,19 +2,25 @@
 counts from the moment its request was due, so a stalled server is not hidden by a client
 that waits for it (coordinated omission). A fixed set of connections takes the due requests
 in turn, like wrk2: one pool per connection, because httpcore's shared pool scans its whole
-queue on every request and, thousands deep, made the client the bottleneck."""
+queue on every request and, thousands deep, made the client the bottleneck. The singles go
+through phones (tests/bench/phones.py): httpx cost more CPU per request than ingest."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
 from events.envelope import Role
+from tests.bench.phones import Phone, phone, posts
 from tests.stack import RunningStack, a_place, an_incident
+
+C = TypeVar("C")  # a connection: an httpx client or a phone
 
 
 @dataclass
@@ -29,20 +35,26 @@ def client(url: str, token: str) -> httpx.AsyncClient:
                              headers={"authorization": f"Bearer {token}"})
 
 
-async def paced(rate: float, seconds: float, connections: int, url: str, token: str,
-                send: Callable[[httpx.AsyncClient], Awaitable[None]]) -> Paced:
+def scheduled(rate: float, seconds: float) -> int:
+    """How many requests `paced` makes due."""
+    return max(1, int(rate * seconds))
+
+
+async def paced(rate: float, seconds: float, connections: int,
+                connect: Callable[[], AbstractAsyncContextManager[C]],
+                send: Callable[[C], Awaitable[None]]) -> Paced:
     """`send` due `rate` times a second for `seconds`, over `connections` connections."""
     latencies: list[float] = []
     due: asyncio.Queue[float | None] = asyncio.Queue()
 
     async def connection() -> None:
-        async with client(url, token) as http:
+        async with connect() as line:
             while (at := await due.get()) is not None:
-                await send(http)
+                await send(line)
                 latencies.append(time.perf_counter() - at)
 
     workers = [asyncio.create_task(connection()) for _ in range(connections)]
-    first, total = time.perf_counter(), max(1, int(rate * seconds))
+    first, total = time.perf_counter(), scheduled(rate, seconds)
     for k in range(total):
         at = first + k / rate
         if (delay := at - time.perf_counter()) > 0:
@@ -56,15 +68,15 @@ async def paced(rate: float, seconds: float, connections: int, url: str, token: 
 
 
 async def singles_at(stack: RunningStack, rate: float, seconds: float) -> Paced:
-    """`POST /v1/events` one event at a time, `rate` requests a second, 32 connections."""
-    grid = a_place()
+    """`POST /v1/events` one event at a time, `rate` requests a second, 32 phones."""
+    grid, url = a_place(), stack.info["ingest_url"]
+    requests = iter(posts(url, stack.token(Role.worker, grid),
+                          [an_incident(grid) for _ in range(scheduled(rate, seconds))]))
 
-    async def send(http: httpx.AsyncClient) -> None:
-        answer = await http.post("/v1/events", json=an_incident(grid))
-        assert answer.status_code == 201, answer.text[:300]
+    async def send(line: Phone) -> None:
+        await line.post(next(requests))
 
-    return await paced(rate, seconds, 32, stack.info["ingest_url"],
-                       stack.token(Role.worker, grid), send)
+    return await paced(rate, seconds, 32, lambda: phone(url), send)
 
 
 async def steady_load(stack: RunningStack, events_per_second: float, seconds: float,
@@ -78,8 +90,8 @@ async def steady_load(stack: RunningStack, events_per_second: float, seconds: fl
                                  json={"events": [an_incident(grid) for _ in range(batch)]})
         assert answer.json()["accepted"] == batch, answer.text[:300]
 
-    return await paced(events_per_second / batch, seconds, 4, stack.info["ingest_url"],
-                       stack.token(Role.worker, grid), send)
+    url, token = stack.info["ingest_url"], stack.token(Role.worker, grid)
+    return await paced(events_per_second / batch, seconds, 4, lambda: client(url, token), send)
 
 
 async def visible_under_load(stack: RunningStack, events_per_second: float, seconds: float,
@@ -105,6 +117,6 @@ async def visible_under_load(stack: RunningStack, events_per_second: float, seco
             visible.append(time.perf_counter() - started)
 
         load = asyncio.create_task(steady_load(stack, events_per_second, seconds, 100))
-        await paced(probes_per_second, seconds, 16, stack.info["ingest_url"],
-                    stack.token(Role.worker, grid), probe)
+        url, token = stack.info["ingest_url"], stack.token(Role.worker, grid)
+        await paced(probes_per_second, seconds, 16, lambda: client(url, token), probe)
         return acks, visible, await load

@@ -19,11 +19,11 @@ def stack_processes(stack: RunningStack) -> dict[str, psutil.Process]:
     return processes
 
 
-def cpu_seconds(processes: dict[str, psutil.Process]) -> float:
-    """User + system time used so far by every process and its descendants; a reaped child
+def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    """User + system time used so far by each process and its descendants; a reaped child
     (a PostgreSQL backend that has ended) counts in its parent's `children_*` times."""
-    total = 0.0
-    for process in processes.values():
+    used = dict.fromkeys(processes, 0.0)
+    for name, process in processes.items():
         try:
             family = [process, *process.children(recursive=True)]
         except psutil.Error:
@@ -33,8 +33,8 @@ def cpu_seconds(processes: dict[str, psutil.Process]) -> float:
                 t = member.cpu_times()
             except psutil.Error:
                 continue
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
+            used[name] += t.user + t.system + t.children_user + t.children_system
+    return used
 
 
 class Memory(threading.Thread):

@@ -1,0 +1,56 @@
+"""Phones for the singles rows: each holds one keep-alive HTTP/1.1 connection to ingest and
+posts requests encoded before the clock started.
+
+On 2 cores the bench shares the CPU with the whole stack, and httpx spent more CPU per
+request (~2 ms) than ingest did serving it (~1.2 ms), so the singles rows measured the
+client as much as the server (issue 9). A phone writes the request bytes and reads the status
+line, the headers and a Content-Length body (~0.08 ms a request); every answer's status is
+still checked. A connection the server closes fails the bench rather than being redialled:
+the rows keep every phone busy, well inside uvicorn's keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+
+def posts(url: str, token: str, events: list[dict[str, Any]]) -> list[bytes]:
+    """Each event's whole `POST /v1/events` request, as the wire carries it."""
+    head = (f"POST /v1/events HTTP/1.1\r\nhost: {urlsplit(url).netloc}\r\n"
+            f"authorization: Bearer {token}\r\ncontent-type: application/json\r\n").encode()
+    bodies = [orjson.dumps(e) for e in events]
+    return [head + b"content-length: %d\r\n\r\n" % len(body) + body for body in bodies]
+
+
+class Phone:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def post(self, request: bytes, expect: int = 201) -> None:
+        """Send one request and read its whole answer; any status but `expect` fails."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *fields = head.decode("latin-1").split("\r\n")
+        length = next(int(f.split(":", 1)[1]) for f in fields
+                      if f.lower().startswith("content-length:"))  # uvicorn never chunks these
+        body = await self.reader.readexactly(length)
+        status = int(status_line.split(" ", 2)[1])
+        assert status == expect, f"{status_line}: {body[:300]!r}"
+
+
+@asynccontextmanager
+async def phone(url: str) -> AsyncIterator[Phone]:
+    """A phone connected to ingest at `url` for the block (its token is in each request)."""
+    where = urlsplit(url)
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    try:
+        yield Phone(reader, writer)
+    finally:
+        writer.close()
+        await writer.wait_closed()
