@@ -17,7 +17,6 @@ from events.patrol import PatrolLogged
 from events.topics import INCIDENTS, PATROLS
 from projections import live, resolution_rates
 from projections.five_have import COLUMNS, Chain, fold, incidents_of, row
-from projections.resolution_rates import places_of
 from projections.runner import Delivery
 from projections.store import Cursor
 
@@ -99,7 +98,7 @@ async def _move_funnel(cur: Cursor, before: Sequence[tuple[str | None, str, bool
     overdue: Counter[tuple[str, str]] = Counter()
     for sign, rows in ((-1, before), (1, after)):
         for grid, stage, late in rows:
-            for place in places_of(grid) if grid else ():
+            for place in resolution_rates.places_of(grid) if grid else ():
                 moves[place, stage] += sign
                 overdue[place, stage] += sign * late
     keys = sorted(k for k in moves.keys() | overdue.keys() if moves[k] or overdue[k])

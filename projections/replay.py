@@ -134,11 +134,15 @@ async def replay(projection: Projection, *, bootstrap: str | None, database_url:
     start = await store.offsets(projection.name)
     batches = read_log(bootstrap, projection.topics, start, until) if bootstrap \
         else read_archive(database_url, projection.topics)
+    # the next batch is read while this one is written: the two take turns on one core otherwise
+    ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
     try:
-        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        while (batch := await ahead) is not None:
+            ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
             applied += (await runner.apply(batch)).applied
             progress(len(batch))
     finally:
+        await asyncio.wait([ahead])  # a generator still running in its thread cannot be closed
         batches.close()
         await store.close()
     return applied
