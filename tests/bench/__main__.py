@@ -35,7 +35,7 @@ from services.rates import SQL, spanned
 from tests.bench.baselines import components, raw_producer
 from tests.bench.paced import singles_at, steady_load, visible_under_load
 from tests.bench.phones import phone, posts
-from tests.bench.processes import Memory, cpu_seconds, stack_processes
+from tests.bench.processes import Memory, consumers_paused, cpu_seconds, stack_processes
 from tests.bench.profile import Sampled
 from tests.bench.profile import write as write_profiles
 from tests.bench.projection import projection_rows
@@ -294,12 +294,23 @@ def ingest_rows(stack: RunningStack) -> list[Row]:
     wait_until(lambda: stack.archived_under(county) >= EVENTS, timeout=600,
                what="the archive to catch up")
     archive_rate = EVENTS / (time.perf_counter() - started)
+    alone_county, alone_events, _ = a_county_of_events(EVENTS // 2)
+    with consumers_paused(stack_processes(stack)):
+        alone, _ = asyncio.run(post_batches(
+            stack.info["ingest_url"], stack.token(Role.worker, alone_county, sub="w-bench"),
+            [alone_events[i:i + BATCH] for i in range(0, len(alone_events), BATCH)], 4))
+    wait_until(lambda: stack.archived_under(alone_county) >= len(alone_events), timeout=600,
+               what="the archive to catch up")
     return [
         ("ingest `POST /v1/events/batch` (500/request, 4 clients), events/s", f"{rate:,.0f}",
          f"raw kafka-python producer {raw:,.0f}", f"{rate / raw:.2f} × baseline (goal ≥ 0.7);"
          f" ceiling of parse + admit + encode ({admission:.0f} µs) + send: {ceiling:,.0f}"
          f" ev/s = {ceiling / raw:.2f} ×"),
         ("  batch request latency p50 / p99", ms(latencies), "—", ""),
+        (f"  the same, {len(alone_events):,} events with the projectors and deciders paused",
+         f"{alone:,.0f}", f"raw kafka-python producer {raw:,.0f}",
+         f"{alone / raw:.2f} × baseline: ingest, the broker and PostgreSQL alone on the 2"
+         " cores"),
         ("publish → archived (ingest and archive together), events/s", f"{archive_rate:,.0f}",
          "—", "the archive keeps up with ingest"),
     ]
@@ -313,10 +324,20 @@ def singles_rows(stack: RunningStack) -> list[Row]:
         rate, latencies = asyncio.run(post_singles(
             stack.info["ingest_url"], stack.token(Role.worker, grid), singles, 32))
     paced = asyncio.run(singles_at(stack, 1000, PACED_SECONDS))
+    wait_until(lambda: stack.archived_under(grid.split("/")[0]) >= len(singles), timeout=600,
+               what="the archive to catch up")
+    alone_grid = a_place()
+    with consumers_paused(stack_processes(stack)):
+        alone, alone_latencies = asyncio.run(post_singles(
+            stack.info["ingest_url"], stack.token(Role.worker, alone_grid),
+            [an_incident(alone_grid) for _ in range(2000)], 32))
     return [
         ("ingest `POST /v1/events` one at a time, 32 clients, req/s", f"{rate:,.0f}", "—",
          "goal ≥ 2,000 req/s (issue 9)"),
         ("  single request latency p50 / p99", ms(latencies, 1), "—", ""),
+        ("  the same, 2,000 requests with the projectors and deciders paused, req/s; p50 / p99",
+         f"{alone:,.0f}; {ms(alone_latencies, 1)}", "—",
+         "ingest, the broker and PostgreSQL alone on the 2 cores"),
         (f"  at a steady 1,000 req/s (open loop, 32 connections, {PACED_SECONDS:.0f} s),"
          " p50 / p99", ms(paced.latencies, 1), "—",
          f"due at {paced.started:,.0f}/s, answered at {paced.answered:,.0f}/s; latency from"
