@@ -161,12 +161,13 @@ class RunningStack:
         with psycopg.connect(self.info["database_url"]) as conn:
             return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
 
-    def publish(self, events: list[Event[Any]]) -> None:
-        """Put events straight onto the log, as the decider does (fixtures of decided events)."""
+    def publish(self, events: list[Event[Any]], chunk: int = 500) -> None:
+        """Put events straight onto the log, as the decider does (fixtures of decided events),
+        `chunk` at a time."""
         async def send() -> None:
             log = EventLog(self.info["kafka_bootstrap"], client_id="tests")
-            for at in range(0, len(events), 500):
-                await log.append_many(events[at:at + 500])
+            for at in range(0, len(events), chunk):
+                await log.append_many(events[at:at + chunk])
             log.close()
 
         asyncio.run(send())

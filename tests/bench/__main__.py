@@ -112,7 +112,7 @@ def county_of_incidents(stack: RunningStack, county: str) -> tuple[int, float]:
         if n % 20000 == 19999:
             print(f"  generated {n + 1:,} incidents", flush=True)  # noqa: T201
     started = time.perf_counter()
-    stack.publish(events)
+    stack.publish(events, chunk=5000)  # fewer, bigger batches: see tests/bench/rebuild.py
     with Sampled(f"projector-five_have, catching up on {INCIDENTS:,} incidents",
                  stack.info["pids"]["projector-five_have"]):
         wait_until(lambda: stack.caught_up("five_have", "gridgov.incidents",

@@ -45,7 +45,10 @@ def main() -> None:
                 else [report(grid, rng, at)]
         events = events[:EVENTS]
         print(f"  publishing {len(events):,} events", flush=True)  # noqa: T201
-        stack.publish(events)
+        # in chunks of 5,000: the embedded broker keeps each produced batch as an object and
+        # lists them all on every fetch (docs/ARCHITECTURE.md), so 500 at a time made it
+        # slow enough, a few hundred thousand events in, to expire the producer's batches
+        stack.publish(events, chunk=5000)
         topics = FiveHave.topics
         wait_until(lambda: stack.caught_up("archive", *topics)
                    and stack.caught_up(FiveHave.name, *topics), timeout=7200,
