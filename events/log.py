@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -76,6 +78,13 @@ class KafkaAuth:
                           sasl_plain_username=self.username, sasl_plain_password=self.password)
         if self.ca_file:
             config["ssl_cafile"] = self.ca_file
+        return config
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """aiokafka's settings for it: the same principal, the CA as an SSL context."""
+        config = {k: v for k, v in self.client_config().items() if k != "ssl_cafile"}
+        if self.security_protocol.endswith("SSL"):
+            config["ssl_context"] = ssl.create_default_context(cafile=self.ca_file)
         return config
 
 
@@ -288,6 +297,31 @@ def consumer(bootstrap: str, **overrides: Any) -> KafkaConsumer:
     }
     config.update(overrides)
     return KafkaConsumer(**config)
+
+
+#: how long the broker may hold a fetch that has nothing yet: Tansu holds it this long even
+#: when records arrive meanwhile, so it is the floor of a projection's delay (aiokafka's
+#: default is 500 ms, faust's hard-coded 1.5 s)
+FETCH_MAX_WAIT_MS = 50
+
+
+def group_consumer(bootstrap: str, group: str, **overrides: Any) -> AIOKafkaConsumer:
+    """An asyncio consumer in a group that never commits to the broker: a projector, whose
+    offsets live in PostgreSQL beside its read model."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group,
+        "client_id": group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+        # the embedded broker joins a group in about half the session timeout (DESIGN.md)
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 1000,
+        **_auth.aiokafka_config(),
+    }
+    config.update(overrides)
+    return AIOKafkaConsumer(**config)
 
 
 def partitions_of(kafka: KafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import faust
 import orjson
-from prometheus_client import Counter
+from prometheus_client import Counter, start_http_server
 from psycopg import sql
 from pydantic import ValidationError
 
@@ -318,3 +318,10 @@ def incident_decider_app(*, bootstrap: str, database_url: str, rules: Rules) -> 
 
 def points_decider_app(*, bootstrap: str, database_url: str, catalog: Catalog) -> faust.App:
     return decider_app(Points(catalog), bootstrap=bootstrap, database_url=database_url)[0]
+
+
+def run(app: faust.App, *, metrics_port: int, metrics_host: str = "127.0.0.1") -> None:
+    """Serve /metrics (on GRIDGOV_HOST: 0.0.0.0 in a container) and run a decider's faust app
+    until SIGTERM."""
+    start_http_server(metrics_port, addr=metrics_host)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

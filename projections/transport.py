@@ -2,8 +2,9 @@
 
 faust-streaming 0.15 hard-codes `fetch_max_wait_ms=1500` for its consumer, and the embedded
 Tansu broker holds an empty fetch that long even when records arrive meanwhile, so every
-projection (and every decision waiting to read its own writes) lagged about 0.75 s. Registered
-through faust's own `faust.transports` entry point, not by patching faust.
+decision lagged about 0.75 s. The deciders use it; projectors consume without faust
+(projections/worker.py). Registered through faust's own `faust.transports` entry point, not
+by patching faust.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types.auth import CredentialsT
 
-from events.log import KafkaAuth
-
-FETCH_MAX_WAIT_MS = 50
+from events.log import FETCH_MAX_WAIT_MS, KafkaAuth
 
 
 class _PromptConsumerThread(driver.AIOKafkaConsumerThread):

@@ -91,14 +91,15 @@ PROCESS_PORTS = {"archive": 0, "five_have": 1, "decider": 2,  # offsets from the
 @main.command()
 @click.argument("projection", type=click.Choice(["archive", "five_have", "points_ledger"]))
 def project(projection: str) -> None:
-    """Run a projector (a faust worker) for one projection."""
+    """Run a projector (one worker of the projection's consumer group)."""
     from projections import worker
 
     settings = load_settings()
-    app = worker.projector_app(worker.PROJECTIONS[projection](),
-                               bootstrap=settings.kafka_bootstrap or "",
-                               database_url=settings.database_url or "")
-    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS[projection],
+    projector = worker.Projector(worker.PROJECTIONS[projection](),
+                                 bootstrap=settings.kafka_bootstrap or "",
+                                 database_url=settings.database_url or "")
+    worker.run(projector,
+               metrics_port=settings.projector_metrics_port + PROCESS_PORTS[projection],
                metrics_host=settings.host)
 
 
@@ -284,21 +285,21 @@ def audit_digest() -> None:
 @click.argument("family", type=click.Choice(["incidents", "points"]), default="incidents")
 def decide(family: str) -> None:
     """Run a decider (commands -> events): incidents with the SLA clock, or points."""
-    from projections import points_rules, sla, worker
-    from projections.decider import incident_decider_app, points_decider_app
+    from projections import points_rules, sla
+    from projections.decider import incident_decider_app, points_decider_app, run
 
     settings = load_settings()
     bootstrap, database_url = settings.kafka_bootstrap or "", settings.database_url or ""
     if family == "points":
         catalog = points_rules.load(settings.points_rules_file or points_rules.DEFAULT_RULES)
         app = points_decider_app(bootstrap=bootstrap, database_url=database_url, catalog=catalog)
-        worker.run(app, metrics_port=settings.projector_metrics_port
-                   + PROCESS_PORTS["points_decider"], metrics_host=settings.host)
+        run(app, metrics_port=settings.projector_metrics_port
+            + PROCESS_PORTS["points_decider"], metrics_host=settings.host)
         return
     rules = sla.load(settings.sla_file) if settings.sla_file else sla.load()
     app = incident_decider_app(bootstrap=bootstrap, database_url=database_url, rules=rules)
-    worker.run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS["decider"],
-               metrics_host=settings.host)
+    run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS["decider"],
+        metrics_host=settings.host)
 
 
 @main.command()

@@ -10,6 +10,7 @@ through `promtool check metrics`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
@@ -27,11 +28,16 @@ import yaml
 from compose_spec import PyCompose
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from events.log import KafkaAuth, current_auth, durable_producer_config, use_auth
+from events.log import (
+    KafkaAuth,
+    current_auth,
+    durable_producer_config,
+    group_consumer,
+    use_auth,
+)
 from events.topics import COMMAND_TOPICS, DEAD_LETTERS, EVENT_TOPICS
 from projections import transport, worker
 from projections.decider import Incidents, Points
-from projections.matters import FiveHave
 from services.cli import PROCESS_PORTS, load_settings
 from services.settings import Settings
 from tests.stack import RunningStack
@@ -176,7 +182,8 @@ def test_only_the_processes_that_open_personal_data_hold_the_master_key(
 def test_a_services_principal_reaches_every_kafka_client_it_opens(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """GRIDGOV_KAFKA_* (as the deployments set them) -> kafka-python and faust's aiokafka."""
+    """GRIDGOV_KAFKA_* (as the deployments set them) -> kafka-python, the projectors' aiokafka
+    and the deciders' faust."""
     for name, value in {"TOKEN_SECRET": "a-token-secret-long-enough-0123456789-abcdefghij",
                         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_USERNAME": "ingest",
                         "KAFKA_PASSWORD": "scram-password-9f3a", "KAFKA_CA_FILE": certifi.where(),
@@ -192,10 +199,18 @@ def test_a_services_principal_reaches_every_kafka_client_it_opens(
                 producer["sasl_plain_username"], producer["ssl_cafile"]) == \
             ("SASL_SSL", "SCRAM-SHA-512", "ingest", certifi.where())
         assert producer["acks"] == "all" and producer["enable_idempotence"] is True
-        app = worker.projector_app(FiveHave(), bootstrap=settings.kafka_bootstrap or "",
-                                   database_url="postgresql://unused")
-        assert isinstance(app.conf.broker_credentials, faust.SASLCredentials)
-        aiokafka = credentials_to_aiokafka_auth(app.conf.broker_credentials)
+        async def projectors_consumer() -> dict[str, Any]:
+            kafka = group_consumer(settings.kafka_bootstrap or "", "gridgov-five_have")
+            return vars(kafka._client)
+
+        client = asyncio.run(projectors_consumer())
+        assert (client["_security_protocol"], client["_sasl_mechanism"],
+                client["_sasl_plain_username"], client["_sasl_plain_password"]) == \
+            ("SASL_SSL", "SCRAM-SHA-512", "ingest", "scram-password-9f3a")
+        assert client["_ssl_context"] is not None
+        deciders = transport.credentials(auth)  # what the deciders' faust apps are given
+        assert isinstance(deciders, faust.SASLCredentials)
+        aiokafka = credentials_to_aiokafka_auth(deciders)
         assert (aiokafka["security_protocol"], aiokafka["sasl_mechanism"],
                 aiokafka["sasl_plain_username"]) == ("SASL_SSL", "SCRAM-SHA-512", "ingest")
         assert aiokafka["ssl_context"] is not None

@@ -33,15 +33,15 @@ from events.codec import MAX_EVENT_BYTES
 from events.envelope import Event, Role
 from events.log import Record, consumer, dead_letter_key, dead_letters, end_offsets, partitions_of
 from events.topics import DEAD_LETTERS, INCIDENTS
-from projections import sla
+from projections import points_rules, sla
 from projections.archive import Archive
+from projections.decider import incident_decider_app, points_decider_app
 from projections.five_have import fold
 from projections.matters import FiveHave
 from projections.replay import fresh_schema, read_log, replay
 from projections.resolution_rates import local_day
 from projections.runner import Projection, Runner
 from projections.store import TP, Store
-from projections.worker import projector_app
 from tests.lifecycles import lifecycle
 from tests.oracle import Oracle, archived, digests, in_timelines, mismatches
 from tests.stack import RunningStack, an_incident, wait_until
@@ -465,13 +465,14 @@ def _raw_dead_letters(stack: RunningStack) -> list[Any]:
         kafka.close()
 
 
-# -- scenario 9: faust #606, the agent pinned at concurrency 1 -------------------------------
-def test_projection_agents_are_pinned_at_concurrency_one(chaos: Chaos) -> None:
-    stack = chaos.stack
-    for projection in (Archive(), FiveHave()):
-        app = projector_app(projection, bootstrap=stack.info["kafka_bootstrap"],
-                            database_url=stack.info["database_url"])
-        assert [agent.concurrency for agent in app.agents.values()] == [1], projection.name
+# -- scenario 9: faust #606, the deciders' agents pinned at concurrency 1 --------------------
+# (projectors are plain consumers applying one batch at a time: projections/worker.py)
+def test_decider_agents_are_pinned_at_concurrency_one(chaos: Chaos) -> None:
+    where = {"bootstrap": chaos.stack.info["kafka_bootstrap"],
+             "database_url": chaos.stack.info["database_url"]}
+    for app in (incident_decider_app(**where, rules=sla.load()),
+                points_decider_app(**where, catalog=points_rules.load(points_rules.DEFAULT_RULES))):
+        assert [agent.concurrency for agent in app.agents.values()] == [1], app.conf.id
 
 
 def test_a_slow_first_batch_killed_with_sigkill_is_applied_after_the_restart(
