@@ -3,8 +3,9 @@
 A plain consumer, not a faust agent: a projection uses nothing faust adds (no tables, no
 timers, no commits it could trust, DESIGN.md), and reading a live log at 1,000 records/s a
 faust agent spent ~360 µs of CPU per record, aiokafka alone (the Kafka client faust itself
-drives) ~80 (`make bench`, the consumers row). One loop applies one batch at a time, so the batches of a partition commit in
-their order and nothing is in flight when the partitions move.
+drives) ~80 (`make bench`, the consumers row). One loop applies one batch at a time, so the
+batches of a partition commit in their order; a partition that moves to another worker
+meanwhile is guarded by its offset rows, locked per batch (projections/store.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Projector:
         self.batch = batch
         self.bootstrap = bootstrap
         self.store = Store(database_url)
+        self.opening = asyncio.Lock()
         # only the archive parks poison records: one dead letter per bad record, not one per
         # reader
         self.log = EventLog(bootstrap, client_id=f"gridgov-{projection.name}") \
@@ -97,8 +99,10 @@ class Projector:
                 pause = min(2 * pause, MAX_PAUSE)
 
     async def open_store(self) -> Store:
-        if self.store.pool.closed:
-            await self.store.open()
+        # a rebalance's listener runs in aiokafka's own task, maybe while a batch is applied
+        async with self.opening:
+            if self.store.pool.closed:
+                await self.store.open()
         return self.store
 
     def seek(self, offsets: dict[TP, int]) -> None:

@@ -131,6 +131,16 @@ class RunningStack:
         self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}",
                      "-l", str(self.pgdata / "log"), "start")
 
+    def postmaster_running(self) -> bool:
+        """Whether PostgreSQL's postmaster lives (it restarts its backends itself after a
+        PANIC, and accepts nothing while it recovers)."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return False
+        return True
+
     def postgres_accepts(self) -> bool:
         try:
             with psycopg.connect(self.info["database_url"], connect_timeout=2) as conn:
