@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.residents import RESIDENTS, a_resident, service_logs, sightings
@@ -20,13 +21,17 @@ def stack_home(root: Path) -> Path:
     return home
 
 
-def test_a_planted_name_or_phone_is_found_with_its_file_and_line(tmp_path: Path) -> None:
-    home = stack_home(tmp_path)
-    name, phone = resident = a_resident()
-    RESIDENTS.remove(resident)  # planted here on purpose: not for the session's own grep
-    with (home / "logs" / "ingest.log").open("a", encoding="utf-8") as log:
-        log.write(f"422 party {name}\nok\nphone {phone}\n")
-    found = sightings(tmp_path, [resident])
+def test_a_planted_name_or_phone_is_found_with_its_file_and_line() -> None:
+    # planted outside the session's basetemp, so the session's own closing grep never reads
+    # it: names are drawn from few characters, and another resident may share this one
+    with tempfile.TemporaryDirectory() as outside:
+        root = Path(outside)
+        home = stack_home(root)
+        name, phone = resident = a_resident()
+        RESIDENTS.remove(resident)
+        with (home / "logs" / "ingest.log").open("a", encoding="utf-8") as log:
+            log.write(f"422 party {name}\nok\nphone {phone}\n")
+        found = sightings(root, [resident])
     assert [(s.path.name, s.line) for s in found] == [("ingest.log", 2), ("ingest.log", 4)]
     assert name not in str(found[0]) and phone not in str(found[1])  # the report masks them
     assert str(found[1]).endswith(f"ingest.log:4: {phone[:3]}****{phone[-4:]}")
