@@ -421,7 +421,9 @@ def memory_rows(memory: Memory, soaked: tuple[float, float] | None) -> list[Row]
 def main() -> None:
     if unknown := set(ONLY) - set(SECTIONS):
         raise SystemExit(f"GRIDGOV_BENCH_ONLY: no section {sorted(unknown)}; one of {SECTIONS}")
-    home = Path(tempfile.mkdtemp(prefix="gridgov-bench-")) / "home"
+    # a run leaves gigabytes (PostgreSQL's data, the logs): gone when it ends
+    scratch = tempfile.TemporaryDirectory(prefix="gridgov-bench-", ignore_cleanup_errors=True)
+    home = Path(scratch.name) / "home"
     stack = RunningStack(home).start()
     rows: list[Row] = []
     try:
@@ -439,6 +441,7 @@ def main() -> None:
         rows += memory_rows(memory, soaked)
     finally:
         stack.stop()
+        scratch.cleanup()
     record(f"{EVENTS:,} events; sections {', '.join(ONLY)}", rows)
     write_profiles(commit(), machine())
 

@@ -66,7 +66,7 @@ def _read_with_faust(bootstrap: str, topic: str, count: _Count) -> None:
                     topic_allow_declare=False, consumer_auto_offset_reset="earliest",
                     broker_session_timeout=6.0, broker_heartbeat_interval=1.0)
 
-    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(app: Any, assigned: set[Any], **_: Any) -> None:
         if assigned:
             count.ready()

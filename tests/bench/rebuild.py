@@ -29,7 +29,9 @@ EVENTS = int(os.environ.get("GRIDGOV_BENCH_REBUILD_EVENTS", "1000000"))
 
 
 def main() -> None:
-    home = Path(tempfile.mkdtemp(prefix="gridgov-rebuild-")) / "home"
+    # a run leaves gigabytes (PostgreSQL's data, the logs): gone when it ends
+    scratch = tempfile.TemporaryDirectory(prefix="gridgov-rebuild-", ignore_cleanup_errors=True)
+    home = Path(scratch.name) / "home"
     stack = RunningStack(home).start()
     try:
         rng, rules = random.Random(11), sla.load()
@@ -65,6 +67,7 @@ def main() -> None:
             timed[source] = (applied, applied / (time.perf_counter() - started))
     finally:
         stack.stop()
+        scratch.cleanup()
 
     rows = [
         (f"rebuild chain + rates from the broker, {timed['broker'][0]:,} events, events/s",

@@ -158,7 +158,9 @@ def drain(infra: Infrastructure, events: list[Event[Any]], workers: int
 
 def main() -> None:
     rng = random.Random(20261128)
-    home = Path(tempfile.mkdtemp(prefix="gridgov-bench-scale-")) / "home"
+    # a run leaves gigabytes (PostgreSQL's data, the logs): gone when it ends
+    scratch = tempfile.TemporaryDirectory(prefix="gridgov-bench-scale-", ignore_cleanup_errors=True)
+    home = Path(scratch.name) / "home"
     infra = Infrastructure(home)
     rows: list[tuple[str, str, str, str]] = []
     try:
@@ -186,6 +188,7 @@ def main() -> None:
                      f"the ceiling of one partition: a partition is one worker's; {load()}"))
     finally:
         infra.stop()
+        scratch.cleanup()
 
     record(f"scale-out, {BACKLOG:,} events per run (`make bench-scale`)", rows, preface=(
         "Workers are `gridgov project five_have` processes in one consumer group, on the"
