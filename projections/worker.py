@@ -63,8 +63,8 @@ class Projector:
         # aiokafka binds a consumer to the running loop: it is made here, not in __init__
         self.consumer = group_consumer(self.bootstrap, f"gridgov-{self.projection.name}")
         self.consumer.subscribe(list(self.projection.topics), listener=_SeekToStored(self))
-        await self.consumer.start()
         try:
+            await self.consumer.start()  # a SIGTERM may come while it joins: stop() it too
             while True:
                 fetched = await self.consumer.getmany(timeout_ms=1000, max_records=self.batch)
                 if fetched:
