@@ -303,6 +303,9 @@ def consumer(bootstrap: str, **overrides: Any) -> KafkaConsumer:
 #: when records arrive meanwhile, so it is the floor of a projection's delay (aiokafka's
 #: default is 500 ms, faust's hard-coded 1.5 s)
 FETCH_MAX_WAIT_MS = 50
+#: every consumer group's: the embedded broker joins a group in about half the session
+#: timeout (DESIGN.md)
+SESSION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS = 6000, 1000
 
 
 def group_consumer(bootstrap: str, group: str, **overrides: Any) -> AIOKafkaConsumer:
@@ -315,9 +318,8 @@ def group_consumer(bootstrap: str, group: str, **overrides: Any) -> AIOKafkaCons
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
-        # the embedded broker joins a group in about half the session timeout (DESIGN.md)
-        "session_timeout_ms": 6000,
-        "heartbeat_interval_ms": 1000,
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
         **_auth.aiokafka_config(),
     }
     config.update(overrides)

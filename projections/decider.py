@@ -28,7 +28,6 @@ from events.log import (
     EventLog,
     Receipt,
     consumer,
-    current_auth,
     end_offsets,
     partitions_of,
 )
@@ -272,13 +271,7 @@ class SlaClock:
 
 def decider_app(decisions: Decisions[C], *, bootstrap: str,
                 database_url: str) -> tuple[faust.App, Decider[C]]:
-    app = faust.App(
-        f"gridgov-{decisions.name}-decider", broker=f"gridgov://{bootstrap}",
-        store="memory://", web_enabled=False, topic_disable_leader=True,
-        topic_allow_declare=False, consumer_auto_offset_reset="earliest",
-        broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
-        broker_credentials=transport.credentials(current_auth()),
-    )
+    app = transport.app(f"gridgov-{decisions.name}-decider", bootstrap)
     commands = app.topic(decisions.commands.name, value_serializer="raw", key_serializer="raw")
     store = Store(database_url)
     decider = Decider(decisions, store,

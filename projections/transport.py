@@ -16,7 +16,13 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types.auth import CredentialsT
 
-from events.log import FETCH_MAX_WAIT_MS, KafkaAuth
+from events.log import (
+    FETCH_MAX_WAIT_MS,
+    HEARTBEAT_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    KafkaAuth,
+    current_auth,
+)
 
 
 class _PromptConsumerThread(driver.AIOKafkaConsumerThread):
@@ -45,3 +51,16 @@ def credentials(auth: KafkaAuth) -> CredentialsT | None:
         return faust.SASLCredentials(username=auth.username, password=auth.password,
                                      mechanism=auth.sasl_mechanism, ssl_context=context)
     return faust.SSLCredentials(context)
+
+
+def app(name: str, bootstrap: str) -> faust.App:
+    """A faust app on this transport, as the deciders run one: raw bytes in, no web server,
+    no topics declared by faust, the process's own principal."""
+    return faust.App(
+        name, broker=f"gridgov://{bootstrap}", store="memory://", web_enabled=False,
+        topic_disable_leader=True, topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_MS / 1000,
+        broker_credentials=credentials(current_auth()),
+    )

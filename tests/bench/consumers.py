@@ -18,11 +18,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import faust
 import orjson
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from events.log import FETCH_MAX_WAIT_MS, durable_producer_config, group_consumer
+from events.log import (
+    FETCH_MAX_WAIT_MS,
+    HEARTBEAT_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    consumer,
+    durable_producer_config,
+    group_consumer,
+)
+from projections import transport
 from tests.bench.report import Row
 from tests.stack import RunningStack, a_place, an_incident, wait_until
 
@@ -59,12 +68,7 @@ class _Count:
 
 
 def _read_with_faust(bootstrap: str, topic: str, count: _Count) -> None:
-    import faust
-
-    app = faust.App(f"bench-{uuid.uuid4().hex[:8]}", broker=f"gridgov://{bootstrap}",
-                    store="memory://", web_enabled=False, topic_disable_leader=True,
-                    topic_allow_declare=False, consumer_auto_offset_reset="earliest",
-                    broker_session_timeout=6.0, broker_heartbeat_interval=1.0)
+    app = transport.app(f"bench-{uuid.uuid4().hex[:8]}", bootstrap)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(app: Any, assigned: set[Any], **_: Any) -> None:
@@ -95,11 +99,10 @@ async def _read_with_aiokafka(bootstrap: str, topic: str, count: _Count) -> None
 
 
 def _read_with_kafka_python(bootstrap: str, topic: str, count: _Count) -> None:
-    from events.log import consumer
-
     kafka = consumer(bootstrap, group_id=f"bench-{uuid.uuid4().hex[:8]}",
                      fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_poll_records=BATCH,
-                     session_timeout_ms=6000, heartbeat_interval_ms=1000)
+                     session_timeout_ms=SESSION_TIMEOUT_MS,
+                     heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS)
     kafka.subscribe([topic])
     while not kafka.assignment():
         kafka.poll(timeout_ms=100)

@@ -201,6 +201,7 @@ def test_a_services_principal_reaches_every_kafka_client_it_opens(
         assert producer["acks"] == "all" and producer["enable_idempotence"] is True
         async def projectors_consumer() -> dict[str, Any]:
             kafka = group_consumer(settings.kafka_bootstrap or "", "gridgov-five_have")
+            await kafka.stop()  # never started: nothing was opened
             return vars(kafka._client)
 
         client = asyncio.run(projectors_consumer())
