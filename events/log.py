@@ -123,6 +123,17 @@ def durable_producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+async def acknowledged(events: Sequence[Event[Any]], sent: Sequence[asyncio.Future[Any]]
+                       ) -> list[Receipt]:
+    """Each handed-over event's receipt, once the broker acknowledged them all (acks=all)."""
+    try:
+        metadata = await asyncio.gather(*sent)
+    except KafkaError as exc:
+        raise LogUnavailable(str(exc)) from exc
+    return [Receipt(str(e.event_id), md.topic, md.partition, md.offset)
+            for e, md in zip(events, metadata, strict=True)]
+
+
 class EventLog:
     """Appends events to their topics and resolves once the broker acknowledged them."""
 
@@ -139,17 +150,19 @@ class EventLog:
     async def append_encoded(self, encoded: Sequence[tuple[Event[Any], bytes]]
                              ) -> list[Receipt]:
         """`append_many` of events whose canonical bytes the caller encoded already."""
+        return await acknowledged([e for e, _ in encoded], await self.hand_over(encoded))
+
+    async def hand_over(self, encoded: Sequence[tuple[Event[Any], bytes]]
+                        ) -> list[asyncio.Future[Any]]:
+        """Give these to the producer in one hop to its thread; each future resolves when the
+        broker acknowledged its record. A caller need not wait for one group's acks to hand
+        over the next: the producer pipelines them."""
         loop = asyncio.get_running_loop()
         records = [(topic_for(e.event_type), e, body) for e, body in encoded]
         try:
-            futures = await asyncio.to_thread(self._send_all, loop, records)
-            metadata = await asyncio.gather(*futures)
+            return await asyncio.to_thread(self._send_all, loop, records)
         except KafkaError as exc:
             raise LogUnavailable(str(exc)) from exc
-        return [
-            Receipt(str(e.event_id), md.topic, md.partition, md.offset)
-            for (_, e, _), md in zip(records, metadata, strict=True)
-        ]
 
     async def append(self, event: Event[Any]) -> Receipt:
         return (await self.append_many([event]))[0]

@@ -102,17 +102,6 @@ def verify(rows: Sequence[tuple[int, bytes, bytes, bytes]], start: Head = Head(0
     return problems
 
 
-def as_written(delivery: Delivery) -> Delivery:
-    """The delivery with its event at the version its producer wrote, not as readers see it.
-
-    The runner hands every projection upcast events; the archive is the ledger of what was
-    sent (and what a restore republishes), so an old version is hashed and kept as it came.
-    """
-    if delivery.written is None:
-        return delivery  # nothing was upcast: the event reads as it was written
-    return Delivery(delivery.record, delivery.written)
-
-
 #: the archive's columns as COPY writes them, with their types for the binary format
 COLUMNS = {
     "topic": "text", "partition": "int4", "position": "int8", "log_offset": "int8",
@@ -126,6 +115,7 @@ COLUMNS = {
 class Archive:
     name = "archive"
     topics = tuple(t.name for t in EVENT_TOPICS)
+    as_written = True  # what was sent is hashed, kept and republished by a restore, as it came
     tables = {  # the offset in the current log and the archiving clock are not the history
         "archive": "topic, partition, position, event_id, event_type, schema_version, place,"
                    " aggregate_id, aggregate_seq, actor_id, actor_role, occurred_at,"
@@ -155,7 +145,7 @@ class Archive:
                             ) as copy:
             copy.set_types(list(COLUMNS.values()))
             for delivery in deliveries:
-                link = chains.extend(as_written(delivery))
+                link = chains.extend(delivery)
                 if isinstance(link, Archived):
                     await copy.write_row(_row(link))
                 else:

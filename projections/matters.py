@@ -24,6 +24,7 @@ from projections.store import Cursor
 class FiveHave:
     name = "five_have"
     topics: tuple[str, ...] = (INCIDENTS.name, PATROLS.name)
+    as_written = False
     tables = {"incident_timeline": "incident_id, event_id, body", "five_have": "*",
               "funnel_counts": "*",
               "rate_facts": "*", "rate_daily": "*", "rate_monthly": "*",

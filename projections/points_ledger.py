@@ -261,6 +261,7 @@ def is_account(aggregate_id: str) -> bool:
 class PointsLedger:
     name = "points_ledger"
     topics: tuple[str, ...] = (POINTS.name,)
+    as_written = False
     tables = {  # every column is a function of the log: a rebuild reproduces them all
         "points_timeline": "aggregate_id, event_id, body",
         "points_accounts": ACCOUNT_COLUMNS,

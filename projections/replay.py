@@ -114,6 +114,10 @@ class AsOf:
     def tables(self) -> dict[str, str]:
         return self.projection.tables
 
+    @property
+    def as_written(self) -> bool:
+        return self.projection.as_written
+
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         known = [d for d in deliveries if d.event.recorded_at <= self.moment]
         if known:

@@ -19,7 +19,6 @@ from events.catalog import InvalidEvent, event_from_json
 from events.codec import MAX_EVENT_BYTES
 from events.envelope import Event
 from events.log import Record
-from events.upcasting import upcast
 from projections import faults
 from projections.store import TP, Cursor, Store, lock_offsets, store_offsets
 
@@ -41,7 +40,6 @@ class Delivery:
 
     record: Record
     event: Event[Any]
-    written: Event[Any] | None = None  # as its producer wrote it, where that was upcast
 
 
 class Projection(Protocol):
@@ -54,6 +52,11 @@ class Projection(Protocol):
     @property
     def tables(self) -> dict[str, str]:
         """Its tables, each with the columns a rebuild must reproduce (no wall-clock ones)."""
+
+    @property
+    def as_written(self) -> bool:
+        """Whether it reads each event at the version its producer wrote (the archive, the
+        ledger of what was sent) rather than its type's current version (every reducer)."""
 
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         """Apply a batch to the read model inside the runner's transaction."""
@@ -92,7 +95,8 @@ def plan(records: Sequence[Record], stored: dict[TP, int]) -> tuple[list[Record]
     return fresh, rewind
 
 
-def decode(records: Sequence[Record]) -> tuple[list[Delivery], list[tuple[Record, str]]]:
+def decode(records: Sequence[Record], *, as_written: bool = False
+           ) -> tuple[list[Delivery], list[tuple[Record, str]]]:
     deliveries, poison = [], []
     for record in records:
         if len(record.value) > MAX_EVENT_BYTES:  # valid or not: no event is that big
@@ -100,9 +104,9 @@ def decode(records: Sequence[Record]) -> tuple[list[Delivery], list[tuple[Record
                                    f" {MAX_EVENT_BYTES}"))
             continue
         try:
-            written = event_from_json(record.value, as_written=True)
-            event = upcast(written)  # the same object unless an older version was written
-            deliveries.append(Delivery(record, event, None if event is written else written))
+            # an upcast costs as much as the validation: only where it is read
+            deliveries.append(Delivery(record, event_from_json(record.value,
+                                                               as_written=as_written)))
         except InvalidEvent as exc:
             poison.append((record, str(exc)[:500]))
     return deliveries, poison
@@ -120,7 +124,7 @@ class Runner:
         async with self.store.transaction() as cur:
             stored = await lock_offsets(cur, name, {(r.topic, r.partition) for r in records})
             fresh, rewind = plan(records, stored)
-            deliveries, poison = decode(fresh)
+            deliveries, poison = decode(fresh, as_written=self.projection.as_written)
             if poison and self.dead_letter is not None:
                 await self.dead_letter(name, poison)  # keyed by position: a redo is a copy
                 faults.reached(name, "after_dead_letter")

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from events.codec import MAX_EVENT_BYTES, encode
 from events.envelope import Event
-from events.log import EventLog, LogUnavailable, Receipt
+from events.log import EventLog, LogUnavailable, Receipt, acknowledged
 from projections import faults
 from projections.store import Store
 from services import auth, errors, personal
@@ -151,7 +151,12 @@ class Outbound:
 
     def _open(self) -> None:
         self.log = EventLog(self.bootstrap, client_id="gridgov-ingest")
-        self.append = GroupCommit(self.log.append_encoded)  # one thread hop a group
+        self.hand_over = GroupCommit(self.log.hand_over)  # one thread hop a group
+
+    async def append(self, encoded: list[tuple[Event[Any], bytes]]) -> list[Receipt]:
+        """Handed over with whatever concurrent requests bring; acknowledged each on its own,
+        so a single event does not wait for the acks of the batch handed over before it."""
+        return await acknowledged([e for e, _ in encoded], await self.hand_over(encoded))
 
     def hold(self) -> None:
         self.held = True

@@ -36,8 +36,9 @@ class Claim:
 class Receipts:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.claim = GroupCommit(self._claim)
-        self.record = GroupCommit(self._record)
+        # two lanes: a phone's single event need not wait behind a batch's statement
+        self.claim = GroupCommit(self._claim, lanes=2)
+        self.record = GroupCommit(self._record, lanes=2)
         self.in_flight: dict[UUID, asyncio.Future[FirstReceipt | None]] = {}
 
     @contextmanager

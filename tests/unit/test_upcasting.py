@@ -19,7 +19,9 @@ from events.incident import IncidentReported, IncidentReportedV2
 from events.log import Record
 from events.upcasting import UPCASTERS, upcast
 from projections import five_have, resolution_rates
-from projections.archive import as_written, chain
+from projections.archive import Archive, chain
+from projections.matters import FiveHave
+from projections.points_ledger import PointsLedger
 from projections.runner import decode
 from projections.sla import load
 from services.admission import admit
@@ -130,21 +132,21 @@ def test_decoding_a_v1_event_never_rewrites_it_and_the_archive_keeps_its_bytes()
     read = event_from_json(wire)
     assert read.schema_version == 2 and wire == kept
 
-    (delivery,), _ = decode([Record("gridgov.incidents", 0, 0, b"inc-430382-0001", wire)])
-    assert delivery.event.schema_version == 2  # what the runner hands every projection
+    record = Record("gridgov.incidents", 0, 0, b"inc-430382-0001", wire)
+    (delivery,), _ = decode([record])
+    assert delivery.event.schema_version == 2  # what the runner hands every reducer
     (as_read,), _, _ = chain({}, [delivery], {})
     assert as_read.body != wire  # what the archive would keep if it took the upcast event
-    written = as_written(delivery)
+    (written,), _ = decode([record], as_written=Archive.as_written)
     (archived,), _, _ = chain({}, [written], {})
     assert archived.body == wire
     assert archived.hash == chain_hash(GENESIS, wire)
     assert written.event.schema_version == 1  # the archive row's version is the one written
 
 
-def test_an_event_with_no_older_version_is_archived_without_a_second_decode() -> None:
-    wire = canonical(event_from_dict(example_event(CATALOG[("patrol.logged", 1)])))
-    (delivery,), _ = decode([Record("gridgov.patrols", 0, 0, None, wire)])
-    assert delivery.written is None and as_written(delivery) is delivery
+def test_only_the_archive_reads_events_as_written() -> None:
+    assert Archive.as_written
+    assert not FiveHave.as_written and not PointsLedger.as_written
 
 
 @pytest.mark.parametrize("payload", [V1, V2], ids=["v1", "v2"])
