@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,13 +32,25 @@ T = TypeVar("T")
 
 
 def free_port(consecutive: int = 1) -> int:
-    """A port nobody listens on, followed by `consecutive - 1` more that are free too."""
+    """A port nobody listens on, followed by `consecutive - 1` more that are free too.
+
+    Taken below the kernel's ephemeral range: a stack keeps its ports across a restart, and a
+    port of that range may meanwhile become the local end of some outgoing connection (a
+    restarted decider once met its metrics port "already in use" so)."""
+    below = _ephemeral_ports().start
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if all(_free(base + i) for i in range(1, consecutive)):
+        base = 10_000 + secrets.randbelow(max(below - 10_000 - consecutive, 1))
+        if all(_free(base + i) for i in range(consecutive)):
             return base
+
+
+def _ephemeral_ports() -> range:
+    try:
+        low, high = (int(n) for n in
+                     Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(max(low, 12_000), high + 1)
 
 
 def _free(port: int) -> bool:
