@@ -33,6 +33,7 @@ from services.admission import admit
 from services.auth import Principal
 from services.rates import SQL, spanned
 from tests.bench.baselines import components, raw_producer
+from tests.bench.broker import broker_rows
 from tests.bench.consumers import consumer_rows
 from tests.bench.paced import singles_at, steady_load, visible_under_load
 from tests.bench.phones import phone, posts
@@ -49,7 +50,8 @@ INCIDENTS = int(os.environ.get("GRIDGOV_BENCH_INCIDENTS", "100000"))
 PACED_SECONDS = float(os.environ.get("GRIDGOV_BENCH_PACED_SECONDS", "30"))
 SOAK_SECONDS = float(os.environ.get("GRIDGOV_BENCH_SOAK_SECONDS", "1800"))
 SOAK_RATE = float(os.environ.get("GRIDGOV_BENCH_SOAK_RATE", "200"))  # events/s
-SECTIONS = ("ingest", "singles", "cpu", "rates", "projection", "visible", "consumers", "soak")
+SECTIONS = ("ingest", "singles", "cpu", "rates", "projection", "visible", "consumers", "broker",
+            "soak")
 ONLY = [s for s in os.environ.get("GRIDGOV_BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
 CLOSED_SHARE = 0.2  # of the county's incidents, how many carry a full lifecycle
 BATCH = 500
@@ -432,7 +434,8 @@ def main() -> None:
         memory.start()
         sections = {"ingest": ingest_rows, "singles": singles_rows, "cpu": cpu_rows,
                     "rates": rates_while_ingesting, "projection": projection_rows,
-                    "visible": visible_rows, "consumers": consumer_rows}
+                    "visible": visible_rows, "consumers": consumer_rows,
+                    "broker": lambda _: broker_rows()}
         for name in (s for s in SECTIONS if s in ONLY and s in sections):
             print(f"  {name}", flush=True)  # noqa: T201 - progress of a long run
             rows += sections[name](stack)
