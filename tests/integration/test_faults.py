@@ -682,7 +682,16 @@ def small_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStac
     assert mounted.returncode == 0, f"cannot mount a tmpfs for PostgreSQL: {mounted.stderr}"
     stack = RunningStack(home)
     try:
-        yield stack.start()
+        stack.start()
+        # a disk's WAL must fit it: PostgreSQL recycles WAL at a checkpoint, by default after
+        # 1 GB of it (max_wal_size) or 5 minutes. In one clean-clone run with the default, the
+        # projectors could not extend their tables for minutes after the ballast went, and the
+        # shutdown recycled 8 WAL files: 128 MB of the 256
+        with psycopg.connect(stack.info["database_url"], autocommit=True) as conn:
+            conn.execute("alter system set min_wal_size = '32MB'")
+            conn.execute("alter system set max_wal_size = '64MB'")
+            conn.execute("select pg_reload_conf()")
+        yield stack
     finally:
         stack.stop()
         with contextlib.suppress(OSError):  # PostgreSQL's own account, kept past the umount
