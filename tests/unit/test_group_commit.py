@@ -41,14 +41,22 @@ async def _until(condition: Callable[[], object], what: str) -> None:
         raise AssertionError(f"no {what} within 5 s") from None
 
 
+async def _waiting_behind_one(trip: Recorded, commit: GroupCommit[int, int], *items: list[int]
+                              ) -> tuple[asyncio.Task[list[int]], list[asyncio.Task[list[int]]]]:
+    """A caller of [1] whose round trip is out (held by the trip), and callers of `items`
+    waiting behind it for the next group."""
+    first = asyncio.create_task(commit([1]))
+    await _until(lambda: trip.groups, "the first round trip")
+    waiting = [asyncio.create_task(commit(i)) for i in items]
+    await _until(lambda: len(commit.waiting) == len(items), f"{len(items)} callers waiting")
+    return first, waiting
+
+
 def test_callers_waiting_together_share_one_round_trip_and_each_hears_its_own_share() -> None:
     async def scenario() -> None:
         trip = Recorded()
         commit = GroupCommit(trip)
-        first = asyncio.create_task(commit([1]))
-        await _until(lambda: trip.groups, "the first round trip")
-        rest = [asyncio.create_task(commit([n, n + 1])) for n in (2, 4, 6)]
-        await _until(lambda: len(commit.waiting) == 3, "three callers waiting")
+        first, rest = await _waiting_behind_one(trip, commit, [2, 3], [4, 5], [6, 7])
         trip.release.set()
         assert await first == [10]
         assert [await r for r in rest] == [[20, 30], [40, 50], [60, 70]]
@@ -62,10 +70,7 @@ def test_a_failed_round_trip_fails_every_caller_of_its_group_and_no_other() -> N
     async def scenario() -> None:
         trip = Recorded()
         commit = GroupCommit(trip)
-        first = asyncio.create_task(commit([1]))
-        await _until(lambda: trip.groups, "the first round trip")
-        doomed = [asyncio.create_task(commit(items)) for items in ([-1], [2])]
-        await _until(lambda: len(commit.waiting) == 2, "two callers waiting")
+        first, doomed = await _waiting_behind_one(trip, commit, [-1], [2])
         trip.release.set()
         assert await first == [10]
         for caller in doomed:
