@@ -313,8 +313,9 @@ def consumer(bootstrap: str, **overrides: Any) -> KafkaConsumer:
 
 
 #: how long the broker may hold a fetch that has nothing yet: Tansu holds it this long even
-#: when records arrive meanwhile, so it is the floor of a projection's delay (aiokafka's
-#: default is 500 ms, faust's hard-coded 1.5 s)
+#: when records arrive meanwhile, so it is the floor of a consumer's delay (aiokafka's
+#: default is 500 ms, faust's hard-coded 1.5 s). A projection's readers may accept more
+#: (`Projection.fetch_wait_ms`: the archive's)
 FETCH_MAX_WAIT_MS = 50
 #: every consumer group's: the embedded broker joins a group in about half the session
 #: timeout (DESIGN.md)

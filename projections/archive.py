@@ -116,6 +116,9 @@ class Archive:
     name = "archive"
     topics = tuple(t.name for t in EVENT_TOPICS)
     as_written = True  # what was sent is hashed, kept and republished by a restore, as it came
+    # read by auditors, not watched live: fewer, larger fetches spare the broker and the
+    # archive's own CPU (BENCHMARKS.md, 2026-11-27); at most this much more behind the log
+    fetch_wait_ms = 250
     tables = {  # the offset in the current log and the archiving clock are not the history
         "archive": "topic, partition, position, event_id, event_type, schema_version, place,"
                    " aggregate_id, aggregate_seq, actor_id, actor_role, occurred_at,"

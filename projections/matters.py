@@ -13,6 +13,7 @@ from typing import Any
 from events.catalog import event_from_json
 from events.codec import canonical
 from events.envelope import Event
+from events.log import FETCH_MAX_WAIT_MS
 from events.patrol import PatrolLogged
 from events.topics import INCIDENTS, PATROLS
 from projections import live, resolution_rates
@@ -25,6 +26,7 @@ class FiveHave:
     name = "five_have"
     topics: tuple[str, ...] = (INCIDENTS.name, PATROLS.name)
     as_written = False
+    fetch_wait_ms = FETCH_MAX_WAIT_MS  # supervisors watch the chain live
     tables = {"incident_timeline": "incident_id, event_id, body", "five_have": "*",
               "funnel_counts": "*",
               "rate_facts": "*", "rate_daily": "*", "rate_monthly": "*",

@@ -28,6 +28,7 @@ import orjson
 from events.catalog import event_from_json
 from events.codec import canonical
 from events.envelope import Event
+from events.log import FETCH_MAX_WAIT_MS
 from events.points import (
     PointsApproved,
     PointsAwarded,
@@ -262,6 +263,7 @@ class PointsLedger:
     name = "points_ledger"
     topics: tuple[str, ...] = (POINTS.name,)
     as_written = False
+    fetch_wait_ms = FETCH_MAX_WAIT_MS
     tables = {  # every column is a function of the log: a rebuild reproduces them all
         "points_timeline": "aggregate_id, event_id, body",
         "points_accounts": ACCOUNT_COLUMNS,

@@ -118,6 +118,10 @@ class AsOf:
     def as_written(self) -> bool:
         return self.projection.as_written
 
+    @property
+    def fetch_wait_ms(self) -> int:
+        return self.projection.fetch_wait_ms
+
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         known = [d for d in deliveries if d.event.recorded_at <= self.moment]
         if known:

@@ -58,6 +58,11 @@ class Projection(Protocol):
         """Whether it reads each event at the version its producer wrote (the archive, the
         ledger of what was sent) rather than its type's current version (every reducer)."""
 
+    @property
+    def fetch_wait_ms(self) -> int:
+        """How long the broker may hold its fetch: how stale its readers accept it to be. A
+        longer wait reads the log in fewer, larger fetches."""
+
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         """Apply a batch to the read model inside the runner's transaction."""
 

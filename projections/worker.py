@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import psycopg
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Gauge, start_http_server
 
@@ -61,7 +61,7 @@ class Projector:
     async def run(self) -> None:
         """Until cancelled (SIGTERM): fetch, apply, and move back where a batch says to."""
         # aiokafka binds a consumer to the running loop: it is made here, not in __init__
-        self.consumer = group_consumer(self.bootstrap, f"gridgov-{self.projection.name}")
+        self.consumer = self.consumer_in_group()
         self.consumer.subscribe(list(self.projection.topics), listener=_SeekToStored(self))
         try:
             await self.consumer.start()  # a SIGTERM may come while it joins: stop() it too
@@ -75,6 +75,11 @@ class Projector:
             if self.log is not None:
                 self.log.close()
             await self.store.close()
+
+    def consumer_in_group(self) -> AIOKafkaConsumer:
+        """Its projection's group, whose fetches the broker holds as long as it allows."""
+        return group_consumer(self.bootstrap, f"gridgov-{self.projection.name}",
+                              fetch_max_wait_ms=self.projection.fetch_wait_ms)
 
     async def _project(self, records: list[Record]) -> None:
         outcome = await self._apply_until_taken(records)
