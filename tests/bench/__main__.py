@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import tempfile
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -37,7 +36,13 @@ from tests.bench.broker import broker_rows
 from tests.bench.consumers import consumer_rows
 from tests.bench.paced import WARM_UP, singles_at, steady_load, visible_under_load
 from tests.bench.phones import phone, posts
-from tests.bench.processes import Memory, consumers_paused, cpu_seconds, stack_processes
+from tests.bench.processes import (
+    Memory,
+    consumers_paused,
+    cpu_seconds,
+    scratch_home,
+    stack_processes,
+)
 from tests.bench.profile import Sampled
 from tests.bench.profile import write as write_profiles
 from tests.bench.projection import projection_rows
@@ -424,28 +429,25 @@ def memory_rows(memory: Memory, soaked: tuple[float, float] | None) -> list[Row]
 def main() -> None:
     if unknown := set(ONLY) - set(SECTIONS):
         raise SystemExit(f"GRIDGOV_BENCH_ONLY: no section {sorted(unknown)}; one of {SECTIONS}")
-    # a run leaves gigabytes (PostgreSQL's data, the logs): gone when it ends
-    scratch = tempfile.TemporaryDirectory(prefix="gridgov-bench-", ignore_cleanup_errors=True)
-    home = Path(scratch.name) / "home"
-    stack = RunningStack(home).start()
-    rows: list[Row] = []
-    try:
-        processes = stack_processes(stack)
-        memory = Memory({n: p for n, p in processes.items() if n != "postgres"})
-        memory.start()
-        sections = {"ingest": ingest_rows, "singles": singles_rows, "cpu": cpu_rows,
-                    "rates": rates_while_ingesting, "projection": projection_rows,
-                    "visible": visible_rows, "consumers": consumer_rows,
-                    "broker": lambda _: broker_rows()}
-        for name in (s for s in SECTIONS if s in ONLY and s in sections):
-            print(f"  {name}", flush=True)  # noqa: T201 - progress of a long run
-            rows += sections[name](stack)
-        soaked = soak(stack) if "soak" in ONLY else None
-        memory.running = False
-        rows += memory_rows(memory, soaked)
-    finally:
-        stack.stop()
-        scratch.cleanup()
+    with scratch_home("bench") as home:
+        stack = RunningStack(home).start()
+        rows: list[Row] = []
+        try:
+            processes = stack_processes(stack)
+            memory = Memory({n: p for n, p in processes.items() if n != "postgres"})
+            memory.start()
+            sections = {"ingest": ingest_rows, "singles": singles_rows, "cpu": cpu_rows,
+                        "rates": rates_while_ingesting, "projection": projection_rows,
+                        "visible": visible_rows, "consumers": consumer_rows,
+                        "broker": lambda _: broker_rows()}
+            for name in (s for s in SECTIONS if s in ONLY and s in sections):
+                print(f"  {name}", flush=True)  # noqa: T201 - progress of a long run
+                rows += sections[name](stack)
+            soaked = soak(stack) if "soak" in ONLY else None
+            memory.running = False
+            rows += memory_rows(memory, soaked)
+        finally:
+            stack.stop()
     record(f"{EVENTS:,} events; sections {', '.join(ONLY)}", rows)
     write_profiles(commit(), machine())
 

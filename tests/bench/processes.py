@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psutil
 
 from tests.stack import RunningStack
+
+
+@contextmanager
+def scratch_home(name: str) -> Iterator[Path]:
+    """Where a run's stack lives: a run leaves gigabytes (PostgreSQL's data, the logs), gone
+    when it ends."""
+    with tempfile.TemporaryDirectory(prefix=f"gridgov-{name}-",
+                                     ignore_cleanup_errors=True) as scratch:
+        yield Path(scratch) / "home"
 
 
 def stack_processes(stack: RunningStack) -> dict[str, psutil.Process]:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from events.codec import canonical
 from projections import sla
 from projections.matters import FiveHave
 from projections.replay import replay
 from tests.bench.baselines import raw_consume, raw_copy
+from tests.bench.processes import scratch_home
 from tests.bench.report import record
 from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, wait_until
@@ -29,45 +28,42 @@ EVENTS = int(os.environ.get("GRIDGOV_BENCH_REBUILD_EVENTS", "1000000"))
 
 
 def main() -> None:
-    # a run leaves gigabytes (PostgreSQL's data, the logs): gone when it ends
-    scratch = tempfile.TemporaryDirectory(prefix="gridgov-rebuild-", ignore_cleanup_errors=True)
-    home = Path(scratch.name) / "home"
-    stack = RunningStack(home).start()
-    try:
-        rng, rules = random.Random(11), sla.load()
-        county = a_place().split("/")[0]
-        grids = [f"{county}/{t:03d}/{c:03d}/{g:02d}" for t in range(1, 6) for c in range(1, 5)
-                 for g in range(1, 6)]
-        start = datetime(2025, 1, 1, tzinfo=UTC)
-        events = []
-        while len(events) < EVENTS:
-            at = start + timedelta(minutes=rng.randrange(365 * 24 * 60))
-            grid = rng.choice(grids)
-            events += lifecycle(rules, grid, rng, at) if rng.random() < 0.3 \
-                else [report(grid, rng, at)]
-        events = events[:EVENTS]
-        print(f"  publishing {len(events):,} events", flush=True)  # noqa: T201
-        # in chunks of 5,000: the embedded broker keeps each produced batch as an object and
-        # lists them all on every fetch (docs/ARCHITECTURE.md), so 500 at a time made it
-        # slow enough, a few hundred thousand events in, to expire the producer's batches
-        stack.publish(events, chunk=5000)
-        topics = FiveHave.topics
-        wait_until(lambda: stack.caught_up("archive", *topics)
-                   and stack.caught_up(FiveHave.name, *topics), timeout=7200,
-                   what="the live projectors to hold every event")
-        url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
+    with scratch_home("rebuild") as home:
+        stack = RunningStack(home).start()
+        try:
+            rng, rules = random.Random(11), sla.load()
+            county = a_place().split("/")[0]
+            grids = [f"{county}/{t:03d}/{c:03d}/{g:02d}" for t in range(1, 6) for c in range(1, 5)
+                     for g in range(1, 6)]
+            start = datetime(2025, 1, 1, tzinfo=UTC)
+            events = []
+            while len(events) < EVENTS:
+                at = start + timedelta(minutes=rng.randrange(365 * 24 * 60))
+                grid = rng.choice(grids)
+                events += lifecycle(rules, grid, rng, at) if rng.random() < 0.3 \
+                    else [report(grid, rng, at)]
+            events = events[:EVENTS]
+            print(f"  publishing {len(events):,} events", flush=True)  # noqa: T201
+            # in chunks of 5,000: the embedded broker keeps each produced batch as an object and
+            # lists them all on every fetch (docs/ARCHITECTURE.md), so 500 at a time made it
+            # slow enough, a few hundred thousand events in, to expire the producer's batches
+            stack.publish(events, chunk=5000)
+            topics = FiveHave.topics
+            wait_until(lambda: stack.caught_up("archive", *topics)
+                       and stack.caught_up(FiveHave.name, *topics), timeout=7200,
+                       what="the live projectors to hold every event")
+            url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
 
-        read, consumed = raw_consume(bootstrap, topics)
-        copied = raw_copy(url, [canonical(e) for e in events])
-        timed = {}
-        for source, server in (("broker", bootstrap), ("archive", None)):
-            started = time.perf_counter()
-            applied = asyncio.run(replay(FiveHave(), bootstrap=server, database_url=url,
-                                         schema=f"bench_{source}"))
-            timed[source] = (applied, applied / (time.perf_counter() - started))
-    finally:
-        stack.stop()
-        scratch.cleanup()
+            read, consumed = raw_consume(bootstrap, topics)
+            copied = raw_copy(url, [canonical(e) for e in events])
+            timed = {}
+            for source, server in (("broker", bootstrap), ("archive", None)):
+                started = time.perf_counter()
+                applied = asyncio.run(replay(FiveHave(), bootstrap=server, database_url=url,
+                                             schema=f"bench_{source}"))
+                timed[source] = (applied, applied / (time.perf_counter() - started))
+        finally:
+            stack.stop()
 
     rows = [
         (f"rebuild chain + rates from the broker, {timed['broker'][0]:,} events, events/s",

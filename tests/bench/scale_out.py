@@ -17,7 +17,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from projections import sla
 from projections.matters import FiveHave
 from projections.store import migrate
 from services.dev import Child, start_postgres, stop_postgres, tansu_binary, wait_for_port
+from tests.bench.processes import scratch_home
 from tests.bench.report import record
 from tests.lifecycles import lifecycle
 from tests.stack import free_port
@@ -158,37 +158,34 @@ def drain(infra: Infrastructure, events: list[Event[Any]], workers: int
 
 def main() -> None:
     rng = random.Random(20261128)
-    # a run leaves gigabytes (PostgreSQL's data, the logs): gone when it ends
-    scratch = tempfile.TemporaryDirectory(prefix="gridgov-bench-scale-", ignore_cleanup_errors=True)
-    home = Path(scratch.name) / "home"
-    infra = Infrastructure(home)
-    rows: list[tuple[str, str, str, str]] = []
-    try:
-        # a first drain warms the broker, PostgreSQL's caches and the tables' first pages
-        drain(infra, lifecycles(rng, "990001", BACKLOG // 5), 1)
-        rates = {}
-        for workers in WORKERS:
-            county = f"{990010 + workers}"
-            rate, seconds = drain(infra, lifecycles(rng, county, BACKLOG), workers)
-            rates[workers] = rate
-            print(f"  {workers} worker(s): {rate:,.0f} events/s, drained in {seconds:.1f} s",
-                  flush=True)  # noqa: T201
-            rows.append((f"five_have projection, {workers} worker(s), {PARTITIONS} partitions"
-                         " per topic, events/s", f"{rate:,.0f}",
-                         f"1 worker {rates[1]:,.0f}" if workers > 1 else "—",
-                         f"{rate / rates[1]:.2f} × one worker; {rate / workers:,.0f} per worker;"
-                         f" drained {BACKLOG:,} in {seconds:.1f} s; {load()}"))
-        hot = lifecycles(rng, "990020", BACKLOG // 2,
-                         keep=lambda key: partition_of(key) == 0)
-        assert {partition_of(e.aggregate_id) for e in hot} == {0}
-        rate, seconds = drain(infra, hot, 1)
-        print(f"  one partition: {rate:,.0f} events/s", flush=True)  # noqa: T201
-        rows.append((f"one partition ({INCIDENTS.name}/0) alone, 1 worker, events/s",
-                     f"{rate:,.0f}", f"12 partitions, 1 worker {rates[1]:,.0f}",
-                     f"the ceiling of one partition: a partition is one worker's; {load()}"))
-    finally:
-        infra.stop()
-        scratch.cleanup()
+    with scratch_home("bench-scale") as home:
+        infra = Infrastructure(home)
+        rows: list[tuple[str, str, str, str]] = []
+        try:
+            # a first drain warms the broker, PostgreSQL's caches and the tables' first pages
+            drain(infra, lifecycles(rng, "990001", BACKLOG // 5), 1)
+            rates = {}
+            for workers in WORKERS:
+                county = f"{990010 + workers}"
+                rate, seconds = drain(infra, lifecycles(rng, county, BACKLOG), workers)
+                rates[workers] = rate
+                print(f"  {workers} worker(s): {rate:,.0f} events/s, drained in {seconds:.1f} s",
+                      flush=True)  # noqa: T201
+                rows.append((f"five_have projection, {workers} worker(s), {PARTITIONS} partitions"
+                             " per topic, events/s", f"{rate:,.0f}",
+                             f"1 worker {rates[1]:,.0f}" if workers > 1 else "—",
+                             f"{rate / rates[1]:.2f} × one worker; {rate / workers:,.0f}"
+                             f" per worker; drained {BACKLOG:,} in {seconds:.1f} s; {load()}"))
+            hot = lifecycles(rng, "990020", BACKLOG // 2,
+                             keep=lambda key: partition_of(key) == 0)
+            assert {partition_of(e.aggregate_id) for e in hot} == {0}
+            rate, seconds = drain(infra, hot, 1)
+            print(f"  one partition: {rate:,.0f} events/s", flush=True)  # noqa: T201
+            rows.append((f"one partition ({INCIDENTS.name}/0) alone, 1 worker, events/s",
+                         f"{rate:,.0f}", f"12 partitions, 1 worker {rates[1]:,.0f}",
+                         f"the ceiling of one partition: a partition is one worker's; {load()}"))
+        finally:
+            infra.stop()
 
     record(f"scale-out, {BACKLOG:,} events per run (`make bench-scale`)", rows, preface=(
         "Workers are `gridgov project five_have` processes in one consumer group, on the"
