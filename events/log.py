@@ -80,11 +80,16 @@ class KafkaAuth:
             config["ssl_cafile"] = self.ca_file
         return config
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The cluster's CA as aiokafka and faust take it (kafka-python takes the file)."""
+        return ssl.create_default_context(cafile=self.ca_file) \
+            if self.security_protocol.endswith("SSL") else None
+
     def aiokafka_config(self) -> dict[str, Any]:
         """aiokafka's settings for it: the same principal, the CA as an SSL context."""
         config = {k: v for k, v in self.client_config().items() if k != "ssl_cafile"}
-        if self.security_protocol.endswith("SSL"):
-            config["ssl_context"] = ssl.create_default_context(cafile=self.ca_file)
+        if (context := self.ssl_context()) is not None:
+            config["ssl_context"] = context
         return config
 
 

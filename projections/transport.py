@@ -9,7 +9,6 @@ by patching faust.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import faust
@@ -45,8 +44,7 @@ def credentials(auth: KafkaAuth) -> CredentialsT | None:
     """The principal of events.log's clients, for faust's consumer and producer too."""
     if auth.security_protocol == "PLAINTEXT":
         return None
-    context = ssl.create_default_context(cafile=auth.ca_file) \
-        if auth.security_protocol.endswith("SSL") else None
+    context = auth.ssl_context()
     if auth.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(username=auth.username, password=auth.password,
                                      mechanism=auth.sasl_mechanism, ssl_context=context)
