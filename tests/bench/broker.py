@@ -8,10 +8,8 @@ the same records, a different number of stored batches."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import psutil
 from aiokafka import AIOKafkaConsumer
@@ -20,6 +18,7 @@ from kafka.admin import NewTopic
 
 from events.log import FETCH_MAX_WAIT_MS, durable_producer_config
 from services.dev import start_broker
+from tests.bench.processes import scratch_home
 from tests.bench.report import Row
 from tests.stack import free_port
 
@@ -81,8 +80,9 @@ def _costs(per_request: int) -> list[tuple[int, float]]:
     """(records in the topic when the phase began, broker µs per record) for each phase, on a
     fresh broker whose topic is filled in requests of `per_request`."""
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-broker-") as home:
-        broker = start_broker(port, Path(home) / "broker.log")
+    with scratch_home("bench-broker") as home:
+        home.mkdir()
+        broker = start_broker(port, home / "broker.log")
         try:
             log, costs = _Log(f"127.0.0.1:{port}"), []
             for fill in FILLS:
