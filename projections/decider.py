@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
@@ -269,9 +270,9 @@ class SlaClock:
         return emitted
 
 
-def decider_app(decisions: Decisions[C], *, bootstrap: str,
-                database_url: str) -> tuple[faust.App, Decider[C]]:
-    app = transport.app(f"gridgov-{decisions.name}-decider", bootstrap)
+def decider_app(decisions: Decisions[C], *, bootstrap: str, database_url: str,
+                home: Path) -> tuple[faust.App, Decider[C]]:
+    app = transport.app(f"gridgov-{decisions.name}-decider", bootstrap, home)
     commands = app.topic(decisions.commands.name, value_serializer="raw", key_serializer="raw")
     store = Store(database_url)
     decider = Decider(decisions, store,
@@ -293,9 +294,11 @@ def decider_app(decisions: Decisions[C], *, bootstrap: str,
     return app, decider
 
 
-def incident_decider_app(*, bootstrap: str, database_url: str, rules: Rules) -> faust.App:
+def incident_decider_app(*, bootstrap: str, database_url: str, home: Path,
+                         rules: Rules) -> faust.App:
     """The incident decider and, in the same process and under the same lock, the SLA clock."""
-    app, decider = decider_app(Incidents(rules), bootstrap=bootstrap, database_url=database_url)
+    app, decider = decider_app(Incidents(rules), bootstrap=bootstrap, database_url=database_url,
+                               home=home)
     clock = SlaClock(decider, rules)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
@@ -309,8 +312,10 @@ def incident_decider_app(*, bootstrap: str, database_url: str, rules: Rules) -> 
     return app
 
 
-def points_decider_app(*, bootstrap: str, database_url: str, catalog: Catalog) -> faust.App:
-    return decider_app(Points(catalog), bootstrap=bootstrap, database_url=database_url)[0]
+def points_decider_app(*, bootstrap: str, database_url: str, home: Path,
+                       catalog: Catalog) -> faust.App:
+    return decider_app(Points(catalog), bootstrap=bootstrap, database_url=database_url,
+                       home=home)[0]
 
 
 def run(app: faust.App, *, metrics_port: int, metrics_host: str = "127.0.0.1") -> None:

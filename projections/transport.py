@@ -9,6 +9,7 @@ by patching faust.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -51,11 +52,13 @@ def credentials(auth: KafkaAuth) -> CredentialsT | None:
     return faust.SSLCredentials(context)
 
 
-def app(name: str, bootstrap: str) -> faust.App:
+def app(name: str, bootstrap: str, home: Path) -> faust.App:
     """A faust app on this transport, as the deciders run one: raw bytes in, no web server,
-    no topics declared by faust, the process's own principal."""
+    no topics declared by faust, the process's own principal. Its data directory (faust makes
+    one even for in-memory tables) goes in `home`, not wherever the process was started."""
     return faust.App(
         name, broker=f"gridgov://{bootstrap}", store="memory://", web_enabled=False,
+        datadir=home / f"{name}-data",
         topic_disable_leader=True, topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=SESSION_TIMEOUT_MS / 1000,

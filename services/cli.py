@@ -292,12 +292,14 @@ def decide(family: str) -> None:
     bootstrap, database_url = settings.kafka_bootstrap or "", settings.database_url or ""
     if family == "points":
         catalog = points_rules.load(settings.points_rules_file or points_rules.DEFAULT_RULES)
-        app = points_decider_app(bootstrap=bootstrap, database_url=database_url, catalog=catalog)
+        app = points_decider_app(bootstrap=bootstrap, database_url=database_url,
+                                 home=settings.home, catalog=catalog)
         run(app, metrics_port=settings.projector_metrics_port
             + PROCESS_PORTS["points_decider"], metrics_host=settings.host)
         return
     rules = sla.load(settings.sla_file) if settings.sla_file else sla.load()
-    app = incident_decider_app(bootstrap=bootstrap, database_url=database_url, rules=rules)
+    app = incident_decider_app(bootstrap=bootstrap, database_url=database_url,
+                               home=settings.home, rules=rules)
     run(app, metrics_port=settings.projector_metrics_port + PROCESS_PORTS["decider"],
         metrics_host=settings.host)
 

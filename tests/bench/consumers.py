@@ -68,7 +68,7 @@ class _Count:
 
 
 def _read_with_faust(bootstrap: str, topic: str, count: _Count) -> None:
-    app = transport.app(f"bench-{uuid.uuid4().hex[:8]}", bootstrap)
+    app = transport.app(f"bench-{uuid.uuid4().hex[:8]}", bootstrap, count.out.parent)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def assigned(app: Any, assigned: set[Any], **_: Any) -> None:

@@ -470,10 +470,13 @@ def _raw_dead_letters(stack: RunningStack) -> list[Any]:
 # (projectors are plain consumers applying one batch at a time: projections/worker.py)
 def test_decider_agents_are_pinned_at_concurrency_one(chaos: Chaos) -> None:
     where = {"bootstrap": chaos.stack.info["kafka_bootstrap"],
-             "database_url": chaos.stack.info["database_url"]}
+             "database_url": chaos.stack.info["database_url"], "home": chaos.stack.home}
     for app in (incident_decider_app(**where, rules=sla.load()),
                 points_decider_app(**where, catalog=points_rules.load(points_rules.DEFAULT_RULES))):
         assert [agent.concurrency for agent in app.agents.values()] == [1], app.conf.id
+        # faust makes its data directory even for in-memory tables: in the stack's home, not
+        # in whatever directory the process was started from
+        assert app.conf.datadir.parent == chaos.stack.home, app.conf.datadir
 
 
 def test_a_slow_first_batch_killed_with_sigkill_is_applied_after_the_restart(
