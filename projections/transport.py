@@ -56,9 +56,11 @@ def app(name: str, bootstrap: str, home: Path) -> faust.App:
     """A faust app on this transport, as the deciders run one: raw bytes in, no web server,
     no topics declared by faust, the process's own principal. Its data directory (faust makes
     one even for in-memory tables) goes in `home`, not wherever the process was started."""
+    datadir = home / f"{name}-data"
+    datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     return faust.App(
         name, broker=f"gridgov://{bootstrap}", store="memory://", web_enabled=False,
-        datadir=home / f"{name}-data",
+        datadir=datadir,
         topic_disable_leader=True, topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
