@@ -136,7 +136,7 @@ async def replay(projection: Projection, *, bootstrap: str | None, database_url:
     bootstrap from the archive; optionally as of a moment. Returns the events applied."""
     if fresh:
         await asyncio.to_thread(fresh_schema, database_url, schema)
-    store = await Store(database_url, schema=schema).open()
+    store = await Store(database_url, schema=schema, custom_plans=True).open()
     seen = AsOf(projection, as_of) if as_of else projection
     runner, applied = Runner(seen, store), 0
     start = await store.offsets(projection.name)

@@ -17,9 +17,12 @@ TP = tuple[str, int]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def in_schema(schema: str | None) -> dict[str, Any]:
-    """Connection options that put every unqualified table in `schema` (a replay's own)."""
-    return {"options": f"-c search_path={schema}"} if schema else {}
+def in_schema(schema: str | None, *, custom_plans: bool = False) -> dict[str, Any]:
+    """Connection options that put every unqualified table in `schema` (a replay's own), and
+    with `custom_plans` plan each statement for its own parameters (see `Store`)."""
+    options = [*([f"-c search_path={schema}"] if schema else []),
+               *(["-c plan_cache_mode=force_custom_plan"] if custom_plans else [])]
+    return {"options": " ".join(options)} if options else {}
 
 
 def migrate(database_url: str, *, schema: str | None = None) -> list[str]:
@@ -44,13 +47,20 @@ def migrate(database_url: str, *, schema: str | None = None) -> list[str]:
 
 
 class Store:
-    """A pool of connections to the read models."""
+    """A pool of connections to the read models.
+
+    A projection's store plans each statement for its own parameters (`custom_plans`): its
+    statements take a batch's keys as arrays, and the plan PostgreSQL caches for a statement
+    prepared five times is kept until the table's statistics change. One cached while the
+    tables were small (a rebuild into a fresh schema, a new stack) read all of `five_have` for
+    each batch's delete: 5.5 ms of PostgreSQL's ~15 ms for a batch of 50 (BENCHMARKS.md).
+    """
 
     def __init__(self, database_url: str, *, max_size: int = 4,
-                 schema: str | None = None) -> None:
+                 schema: str | None = None, custom_plans: bool = False) -> None:
         self.pool = AsyncConnectionPool(
             database_url, min_size=1, max_size=max_size, open=False,
-            kwargs={"autocommit": True, **in_schema(schema)},
+            kwargs={"autocommit": True, **in_schema(schema, custom_plans=custom_plans)},
         )
 
     async def open(self) -> Store:
