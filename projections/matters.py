@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import islice
 from typing import Any
 from uuid import UUID
 
@@ -113,8 +114,8 @@ class FiveHave:
         FOLDS.labels("whole").inc(len(touched) - len(kept.keys() - again))
         matters = {i: matters[i] for i in touched}  # in the order of their locks, as before
         self._folded |= matters
-        while len(self._folded) > self.remembered:
-            del self._folded[next(iter(self._folded))]
+        for least_recent in list(islice(self._folded, max(0, len(self._folded) - self.remembered))):
+            del self._folded[least_recent]
         return matters
 
 

@@ -126,3 +126,30 @@ def test_a_kept_matter_is_folded_again_whole_when_its_timeline_moved_under_it(
     final = figures(url, schema, incident_id)
     assert final == one_fold(url, e)
     assert final[0], "the chain has a row"
+
+
+def test_a_worker_keeps_only_its_most_recent_matters(stack: RunningStack) -> None:
+    url = stack.info["database_url"]
+    first, second = a_lifecycle_of_eight_events_or_more(), a_lifecycle_of_eight_events_or_more()
+    schema = f"kept_{uuid.uuid4().hex[:8]}"
+    fresh_schema(url, schema)
+    counted: list[tuple[float, float]] = []
+
+    async def run() -> None:
+        store = await Store(url, schema=schema).open()
+        worker = FiveHave()
+        worker.remembered = 1
+        try:
+            await write(store, worker, first[:2])
+            await write(store, worker, second[:2])  # the first matter is no longer kept
+            counted.append((folds("on"), folds("whole")))
+            await write(store, worker, second[2:3])
+            await write(store, worker, first[2:3])
+            counted.append((folds("on"), folds("whole")))
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    (on0, whole0), (on1, whole1) = counted
+    assert (on1 - on0, whole1 - whole0) == (1, 1)
+    assert figures(url, schema, first[0].aggregate_id) == one_fold(url, first[:3])
