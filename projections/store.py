@@ -49,11 +49,13 @@ def migrate(database_url: str, *, schema: str | None = None) -> list[str]:
 class Store:
     """A pool of connections to the read models.
 
-    A projection's store plans each statement for its own parameters (`custom_plans`): its
-    statements take a batch's keys as arrays, and the plan PostgreSQL caches for a statement
-    prepared five times is kept until the table's statistics change. One cached while the
-    tables were small (a rebuild into a fresh schema, a new stack) read all of `five_have` for
-    each batch's delete: 5.5 ms of PostgreSQL's ~15 ms for a batch of 50 (BENCHMARKS.md).
+    A rebuild's store plans each statement for its own parameters (`custom_plans`): the plan
+    PostgreSQL caches for a statement prepared five times is kept until the table's statistics
+    change, and a rebuild fills fresh tables faster than autovacuum analyzes them. The plan
+    cached while they were small read all of `five_have` for each batch's delete: 5.5 ms of
+    PostgreSQL's ~15 ms for a batch of 50 (BENCHMARKS.md). The live projectors keep cached
+    plans: autovacuum's analyze re-plans them as their tables grow, and with custom plans
+    (and the kept matters) the live path measured slower, not faster.
     """
 
     def __init__(self, database_url: str, *, max_size: int = 4,

@@ -50,7 +50,7 @@ class Projector:
         self.projection = projection
         self.batch = batch
         self.bootstrap = bootstrap
-        self.store = Store(database_url, custom_plans=True)
+        self.store = Store(database_url)
         self.opening = asyncio.Lock()
         # only the archive parks poison records: one dead letter per bad record, not one per
         # reader
