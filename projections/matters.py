@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from itertools import islice
 from typing import Any
-from uuid import UUID
-
-import prometheus_client
 
 from events.catalog import event_from_json
 from events.codec import canonical
@@ -22,14 +18,8 @@ from events.patrol import PatrolLogged
 from events.topics import INCIDENTS, PATROLS
 from projections import live, resolution_rates
 from projections.five_have import COLUMNS, Chain, fold, incidents_of, row
-from projections.resolution_rates import Folded
 from projections.runner import Delivery
 from projections.store import Cursor
-
-FOLDS = prometheus_client.Counter(
-    "gridgov_matters_folded_total",
-    "Matters the chain projection folded: on from where it kept them, or over the whole timeline",
-    ["how"])
 
 
 class FiveHave:
@@ -42,18 +32,11 @@ class FiveHave:
               "rate_facts": "*", "rate_daily": "*", "rate_monthly": "*",
               "rate_places": "*"}
 
-    remembered = 10_000  # matters kept folded, to fold on from (~3.5 KB each)
-
-    def __init__(self) -> None:
-        # the matters this projection folded last, least recent first: a batch folds its
-        # events on to them instead of parsing and folding each whole timeline again
-        self._folded: dict[str, Folded] = {}
-
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
-        """Add the batch to the timelines, fold every touched matter on into its chain and its
+        """Add the batch to the timelines, refold every touched matter into its chain and its
         rate facts, then move the rates."""
-        touched = await self._touched(cur, deliveries)
-        matters = {i: folded.figures() for i, folded in touched.items()}
+        timelines = await self._touched_timelines(cur, deliveries)
+        matters = {i: resolution_rates.matter(i, events) for i, events in timelines.items()}
         if matters:
             await cur.execute("delete from five_have where incident_id = any(%b)"
                               " returning grid, stage, overdue", [list(matters)])
@@ -67,8 +50,9 @@ class FiveHave:
         await resolution_rates.record(cur, {i: f for i, (_, f) in matters.items()}, patrols)
         await live.announce(cur, [d.event for d in deliveries])
 
-    async def _touched(self, cur: Cursor, deliveries: Sequence[Delivery]) -> dict[str, Folded]:
-        """Each matter this batch added an event to, folded over its whole timeline."""
+    @staticmethod
+    async def _touched_timelines(cur: Cursor, deliveries: Sequence[Delivery]
+                                 ) -> dict[str, list[Event[Any]]]:
         pairs = [(i, d.event) for d in deliveries for i in incidents_of(d.event)]
         if not pairs:
             return {}
@@ -94,56 +78,19 @@ class FiveHave:
             " (select distinct hashtext(i) as h from unnest(%b::text[]) as u(i) order by h) m",
             [touched],
         )
+        # the events this batch added are parsed already: only earlier ones come back as bodies
         added = {event_id for _, event_id in inserted}
         parsed = {e.event_id: e for _, e in pairs if e.event_id in added}
-        kept = {i: self._folded.pop(i) for i in touched if i in self._folded}
-        timelines = await _timelines(cur, touched, parsed, [*parsed, *(
-            event_id for folded in kept.values() for event_id in folded.event_ids)])
-        matters: dict[str, Folded] = {}
-        for i in touched:  # a matter not kept is folded on from nothing, from the bodies read
-            if (on := _folded_on(kept.get(i) or Folded.of(i, []), timelines[i])) is not None:
-                matters[i] = on
-        # The timeline is the truth; a kept matter only saves work: one whose events are no
-        # longer all in it (a batch rolled back), or that a late event lands before, or whose
-        # timeline holds an event it never saw that is not parsed here, is folded again whole.
-        if again := [i for i in touched if i not in matters]:
-            whole = await _timelines(cur, again, parsed, list(parsed))
-            for i in again:
-                matters[i] = Folded.of(i, [e for e in whole[i].values() if e is not None])
-        FOLDS.labels("on").inc(len(kept.keys() - again))
-        FOLDS.labels("whole").inc(len(touched) - len(kept.keys() - again))
-        matters = {i: matters[i] for i in touched}  # in the order of their locks, as before
-        self._folded |= matters
-        for least_recent in list(islice(self._folded, max(0, len(self._folded) - self.remembered))):
-            del self._folded[least_recent]
-        return matters
-
-
-def _folded_on(kept: Folded, timeline: dict[UUID, Event[Any] | None]) -> Folded | None:
-    """A kept matter folded on by the events of its timeline it has not seen, or None if it
-    cannot be (see `FiveHave._touched`)."""
-    if not kept.event_ids <= timeline.keys():
-        return None
-    unseen = [timeline[i] for i in timeline.keys() - kept.event_ids]
-    if any(event is None for event in unseen):
-        return None
-    return kept.then([e for e in unseen if e is not None])
-
-
-async def _timelines(cur: Cursor, incidents: Sequence[str], parsed: dict[UUID, Event[Any]],
-                     unread: Sequence[UUID]) -> dict[str, dict[UUID, Event[Any] | None]]:
-    """Each incident's timeline by event id: the events parsed already, the body of each
-    other event parsed, except those in `unread` (None: the caller holds them folded)."""
-    await cur.execute(
-        "select incident_id, event_id, case when event_id = any(%b) then null else body end"
-        " from incident_timeline where incident_id = any(%b)",
-        [list(unread), list(incidents)],
-    )
-    timelines: dict[str, dict[UUID, Event[Any] | None]] = {i: {} for i in incidents}
-    for incident_id, event_id, body in await cur.fetchall():
-        timelines[incident_id][event_id] = parsed.get(event_id) if body is None \
-            else event_from_json(bytes(body))
-    return timelines
+        await cur.execute(
+            "select incident_id, event_id, case when event_id = any(%b) then null else body end"
+            " from incident_timeline where incident_id = any(%b)",
+            [list(parsed), touched],
+        )
+        timelines: dict[str, list[Event[Any]]] = {i: [] for i in touched}
+        for incident_id, event_id, body in await cur.fetchall():
+            timelines[incident_id].append(parsed[event_id] if body is None
+                                          else event_from_json(bytes(body)))
+        return timelines
 
 
 async def _move_funnel(cur: Cursor, before: Sequence[tuple[str | None, str, bool]],

@@ -29,7 +29,7 @@ from events.incident import (
     Level,
 )
 from events.patrol import PatrolLogged
-from projections.five_have import Chain, evolve, in_order, timeline_order
+from projections.five_have import Chain, evolve, in_order
 from projections.sla import LOCAL
 from projections.store import Cursor
 
@@ -84,61 +84,22 @@ def _complete(chain: Chain) -> bool:
 def matter(incident_id: str, events: Iterable[Event[Any]]) -> tuple[Chain, list[Fact]]:
     """A matter's chain and every fact it contributes, from one fold of its timeline in any
     order of arrival (the projection writes both, so it folds once)."""
-    return Folded.of(incident_id, events).figures()
+    chain, found = Chain(incident_id), []
+    for event in in_order(incident_id, events):
+        before, chain = chain, evolve(chain, event)
+        # the fields compared as dicts, in C: a field by field `==` cost more than the step
+        took_effect = vars(before) != {**vars(chain), "last_seq": before.last_seq}
+        if not took_effect or chain.grid is None or isinstance(event.payload, PatrolLogged):
+            continue
 
+        def fact(measure: str, value: float | None = None, *, e: Event[Any] = event,
+                 grid: str = chain.grid) -> Fact:
+            return Fact(measure, local_day(e.occurred_at), grid, incident_id, e.event_id, value)
 
-@dataclass(frozen=True)
-class Folded:
-    """A matter folded up to some of its events: enough to fold later ones on without the
-    earlier ones (the projection keeps recent matters so, instead of parsing and folding
-    each touched matter's whole timeline again in every batch)."""
-
-    chain: Chain
-    steps: tuple[Fact, ...] = ()  # the facts of the effective steps so far
-    event_ids: frozenset[UUID] = frozenset()
-    last: tuple[int, datetime, str] | None = None  # the `timeline_order` of the last folded
-
-    @classmethod
-    def of(cls, incident_id: str, events: Iterable[Event[Any]]) -> Folded:
-        """A matter folded from its whole timeline, in any order of arrival."""
-        return cls(Chain(incident_id))._on(in_order(incident_id, events))
-
-    def then(self, events: Iterable[Event[Any]]) -> Folded | None:
-        """Folded on by `events` (those already folded are skipped), or None if one of them
-        belongs before the last folded (a late event: fold the whole timeline again)."""
-        incident_id = self.chain.incident_id
-        fresh = [e for e in in_order(incident_id, events) if e.event_id not in self.event_ids]
-        if fresh and self.last is not None and timeline_order(incident_id, fresh[0]) <= self.last:
-            return None
-        return self._on(fresh)
-
-    def _on(self, fresh: list[Event[Any]]) -> Folded:
-        """Folded on by events in timeline order, all after the last folded."""
-        if not fresh:
-            return self
-        incident_id, chain, found = self.chain.incident_id, self.chain, list(self.steps)
-        for event in fresh:
-            before, chain = chain, evolve(chain, event)
-            # the fields compared as dicts, in C: a field by field `==` cost more than the step
-            took_effect = vars(before) != {**vars(chain), "last_seq": before.last_seq}
-            if not took_effect or chain.grid is None or isinstance(event.payload, PatrolLogged):
-                continue
-
-            def fact(measure: str, value: float | None = None, *, e: Event[Any] = event,
-                     grid: str = chain.grid) -> Fact:
-                return Fact(measure, local_day(e.occurred_at), grid, incident_id, e.event_id,
-                            value)
-
-            found += _step_facts(before, chain, event, fact)
-        return Folded(chain, tuple(found), self.event_ids | {e.event_id for e in fresh},
-                      timeline_order(incident_id, fresh[-1]))
-
-    def figures(self) -> tuple[Chain, list[Fact]]:
-        """The chain and every fact of the matter as folded so far, as `matter` gives them."""
-        found = list(self.steps)
-        if self.chain.grid is not None:
-            found += _matter_facts(self.chain, suspect=any(f.measure in SUSPECT for f in found))
-        return self.chain, sorted(found, key=_fact_order)
+        found += _step_facts(before, chain, event, fact)
+    if chain.grid is not None:
+        found += _matter_facts(chain, suspect=any(f.measure in SUSPECT for f in found))
+    return chain, sorted(found, key=_fact_order)
 
 
 def _fact_order(f: Fact) -> tuple[Any, ...]:

@@ -54,8 +54,8 @@ class Store:
     change, and a rebuild fills fresh tables faster than autovacuum analyzes them. The plan
     cached while they were small read all of `five_have` for each batch's delete: 5.5 ms of
     PostgreSQL's ~15 ms for a batch of 50 (BENCHMARKS.md). The live projectors keep cached
-    plans: autovacuum's analyze re-plans them as their tables grow, and with custom plans
-    (and the kept matters) the live path measured slower, not faster.
+    plans: autovacuum's analyze re-plans them as their tables grow, and the live path
+    measured no better with custom plans.
     """
 
     def __init__(self, database_url: str, *, max_size: int = 4,

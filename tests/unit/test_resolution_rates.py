@@ -27,17 +27,15 @@ from events.incident import (
     Location,
 )
 from events.patrol import Finding, PatrolLogged
-from projections.five_have import Chain, evolve, fold, timeline_order
+from projections.five_have import Chain, evolve, fold
 from projections.incident_decider import SLA_CLOCK, decide, due, envelopes, for_command
 from projections.resolution_rates import (
     MEASURES,
     RATE_BY_NAME,
     RATES,
     Fact,
-    Folded,
     facts,
     figures,
-    matter,
     moves,
     patrol_facts,
     percent,
@@ -202,36 +200,6 @@ def test_an_event_delivered_twice_adds_no_fact(events: list[Event[Any]],
     delivered = list(events)
     delivered.insert(data.draw(st.integers(0, len(delivered)), label="where"), again)
     assert facts(incident_id, delivered) == facts(incident_id, events)
-
-
-@PROPERTY
-@given(timelines(), st.data())
-def test_a_matter_folded_on_batch_by_batch_has_the_figures_of_one_fold(
-        events: list[Event[Any]], data: st.DataObject) -> None:
-    """What the chain projection does with the matters it keeps: fold each batch on, or, when
-    one comes too late for that, fold the whole timeline again."""
-    incident_id = events[0].aggregate_id
-    arrived = data.draw(st.permutations(events), label="delivery order")
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(arrived)), max_size=4), label="cuts"))
-    batches = [arrived[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrived)], strict=True)]
-    folded, seen, refolds = Folded.of(incident_id, []), [], 0
-    for batch in batches:
-        seen += batch
-        on = folded.then(batch)
-        if on is None:
-            refolds += 1
-            on = Folded.of(incident_id, seen)
-        folded = on
-        assert folded.figures() == matter(incident_id, seen)
-    # in the order they happened, every batch folds on
-    assert refolds == 0 or arrived != sorted(arrived, key=lambda e: timeline_order(incident_id, e))
-
-
-def test_an_event_that_belongs_before_the_last_folded_cannot_be_folded_on() -> None:
-    events = closed().events
-    incident_id = events[0].aggregate_id
-    assert Folded.of(incident_id, events[1:]).then(events[:1]) is None
-    assert Folded.of(incident_id, events[:-1]).then(events[-1:]) == Folded.of(incident_id, events)
 
 
 @PROPERTY
