@@ -81,7 +81,6 @@ def _costs(per_request: int) -> list[tuple[int, float]]:
     fresh broker whose topic is filled in requests of `per_request`."""
     port = free_port()
     with scratch_home("bench-broker") as home:
-        home.mkdir()
         broker = start_broker(port, home / "broker.log")
         try:
             log, costs = _Log(f"127.0.0.1:{port}"), []

@@ -17,11 +17,13 @@ from tests.stack import RunningStack
 
 @contextmanager
 def scratch_home(name: str) -> Iterator[Path]:
-    """Where a run's stack lives: a run leaves gigabytes (PostgreSQL's data, the logs), gone
-    when it ends."""
+    """Where a run's stack lives, made: a run leaves gigabytes (PostgreSQL's data, the logs),
+    gone when it ends."""
     with tempfile.TemporaryDirectory(prefix=f"gridgov-{name}-",
                                      ignore_cleanup_errors=True) as scratch:
-        yield Path(scratch) / "home"
+        home = Path(scratch) / "home"
+        home.mkdir()
+        yield home
 
 
 def stack_processes(stack: RunningStack) -> dict[str, psutil.Process]:

@@ -1,5 +1,6 @@
-"""A rebuild's store plans each statement for its own batch: a plan cached while a fresh
-schema's tables were small would go on reading them whole (projections/store.py)."""
+"""A rebuild's store (`replay`: `Store(custom_plans=True)`) plans each statement for its own
+batch: a plan cached while a fresh schema's tables were small would go on reading them whole
+(projections/store.py). The live projectors keep PostgreSQL's cached plans."""
 
 from __future__ import annotations
 
@@ -11,22 +12,24 @@ from projections.worker import Projector
 from tests.stack import RunningStack
 
 
-async def plan_cache_mode(store: Store) -> str:
+async def settings(store: Store) -> tuple[str, str]:
+    """The store's plan_cache_mode and search_path, as its connections have them."""
     await store.open()
     try:
         async with store.cursor() as cur:
-            await cur.execute("show plan_cache_mode")
+            await cur.execute("select current_setting('plan_cache_mode'),"
+                              " current_setting('search_path')")
             row = await cur.fetchone()
             assert row is not None
-            return str(row[0])
+            return str(row[0]), str(row[1])
     finally:
         await store.close()
 
 
-def test_a_rebuilds_store_plans_each_statement_and_a_live_projectors_keeps_cached_plans(
+def test_a_store_with_custom_plans_plans_each_statement_in_its_schema_and_a_projectors_does_not(
         stack: RunningStack) -> None:
     url = stack.info["database_url"]
-    assert asyncio.run(plan_cache_mode(Store(url, schema="public", custom_plans=True))) \
-        == "force_custom_plan"
+    rebuild = Store(url, schema="rebuild_plans", custom_plans=True)
+    assert asyncio.run(settings(rebuild)) == ("force_custom_plan", "rebuild_plans")
     projector = Projector(FiveHave(), bootstrap=stack.info["kafka_bootstrap"], database_url=url)
-    assert asyncio.run(plan_cache_mode(projector.store)) == "auto"
+    assert asyncio.run(settings(projector.store))[0] == "auto"
