@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import signal
@@ -21,7 +22,14 @@ from projections.archive import Archive
 from projections.audit import check_digest, digest, verify_archive
 from projections.matters import FiveHave
 from projections.periods import period
-from projections.replay import PromotionRefused, compare, diff, promote, replay
+from projections.replay import (
+    REBUILD_COLLECTION,
+    PromotionRefused,
+    compare,
+    diff,
+    promote,
+    replay,
+)
 from projections.resolution_rates import figures
 from projections.store import Store
 from services.rates import counts_of
@@ -256,6 +264,28 @@ def test_the_audit_api_is_for_auditors_and_shows_history_and_the_chain(
         assert api.get("/v1/audit/verify").json() == {"intact": True, "breaks": []}
     with stack.query(stack.token(Role.auditor, "999999")) as api:
         assert api.get(path).status_code == 404  # another county's auditor sees nothing
+
+
+class Watched(FiveHave):
+    """The chain projection, noting the collector's thresholds each time it writes a batch."""
+
+    def __init__(self) -> None:
+        self.thresholds: list[tuple[int, ...]] = []
+
+    async def write(self, cur: Any, deliveries: Any) -> None:
+        self.thresholds.append(gc.get_threshold())
+        await super().write(cur, deliveries)
+
+
+def test_a_rebuild_collects_seldom_while_it_runs_and_gives_the_thresholds_back(
+        stack: RunningStack, grid: str) -> None:
+    stack.publish(lifecycle(RULES, grid, random.Random(7), datetime.now(UTC)))
+    before, watched = gc.get_threshold(), Watched()
+    assert asyncio.run(replay(watched, bootstrap=stack.info["kafka_bootstrap"],
+                              database_url=stack.info["database_url"],
+                              schema="audit_collected")) > 0
+    assert watched.thresholds and set(watched.thresholds) == {REBUILD_COLLECTION}
+    assert gc.get_threshold() == before != REBUILD_COLLECTION
 
 
 class OffByOne(FiveHave):
