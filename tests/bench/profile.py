@@ -42,12 +42,12 @@ class Sampled:
         return self
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        if self.spy is None:
-            return
-        self.spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
-        self.spy.wait(60)
-        if self.out.exists():
-            PROFILES.append((self.what, *frames(self.out.read_text(encoding="utf-8"))))
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+            self.spy.wait(60)
+            if self.out.exists():
+                PROFILES.append((self.what, *frames(self.out.read_text(encoding="utf-8"))))
+        shutil.rmtree(self.out.parent, ignore_errors=True)  # its samples are in PROFILES now
 
 
 def frames(collapsed: str) -> tuple[int, Counter[str], Counter[str]]:
