@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import psycopg
+from kafka import TopicPartition
 
 from events.envelope import Event, Role
 from events.log import EventLog, consumer, end_offsets, partitions_of
@@ -197,11 +198,19 @@ class RunningStack:
 
     def caught_up(self, projection: str, *topics: str) -> bool:
         """Whether `projection` has applied every record the log holds now on `topics`."""
+        return self.holds(projection, self.log_ends(*topics))
+
+    def log_ends(self, *topics: str) -> dict[TopicPartition, int]:
+        """The next offset of each partition of `topics`; each call reads every partition's
+        last batch, so a log that no longer grows is asked once."""
         kafka = consumer(self.info["kafka_bootstrap"])
         try:
-            ends = end_offsets(kafka, partitions_of(kafka, topics))
+            return end_offsets(kafka, partitions_of(kafka, topics))
         finally:
             kafka.close()
+
+    def holds(self, projection: str, ends: dict[TopicPartition, int]) -> bool:
+        """Whether `projection` has applied the log up to `ends`."""
         done = {(t, p): o for t, p, o in self.sql(
             "select topic, partition, next_offset from projection_offsets"
             " where projection = %s", projection)}

@@ -19,7 +19,7 @@ from projections import sla
 from projections.matters import FiveHave
 from projections.replay import replay
 from tests.bench.baselines import raw_consume, raw_copy
-from tests.bench.processes import scratch_home
+from tests.bench.processes import consumers_paused, scratch_home, stack_processes
 from tests.bench.report import record
 from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, wait_until
@@ -46,12 +46,16 @@ def main() -> None:
             print(f"  publishing {len(events):,} events", flush=True)  # noqa: T201
             # in chunks of 5,000: the embedded broker keeps each produced batch as an object and
             # lists them all on every fetch (docs/ARCHITECTURE.md), so 500 at a time made it
-            # slow enough, a few hundred thousand events in, to expire the producer's batches
-            stack.publish(events, chunk=5000)
+            # slow enough, a few hundred thousand events in, to expire the producer's batches;
+            # and with the consumers held: their fetches of the growing log expired them too
+            with consumers_paused(stack_processes(stack)):
+                stack.publish(events, chunk=5000)
             topics = FiveHave.topics
-            wait_until(lambda: stack.caught_up("archive", *topics)
-                       and stack.caught_up(FiveHave.name, *topics), timeout=7200,
-                       what="the live projectors to hold every event")
+            # asked once: reading the last batches of 5,000 for every poll took most of a core
+            # from the projectors catching up
+            ends = stack.log_ends(*topics)
+            wait_until(lambda: stack.holds("archive", ends) and stack.holds(FiveHave.name, ends),
+                       timeout=7200, what="the live projectors to hold every event")
             url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
 
             read, consumed = raw_consume(bootstrap, topics)
