@@ -67,6 +67,9 @@ def test_a_v1_and_a_v2_report_read_back_in_one_shape_and_v1_is_archived_as_sent(
                                    "location": {**v1_place, "lat": None, "lon": None}}
     assert {k: archived[k] for k in ("event_id", "event_type", "grid", "aggregate_id")} == \
         {k: old_app[k] for k in ("event_id", "event_type", "grid", "aggregate_id")}
-    rows = stack.sql("select event_id::text, schema_version from archive where event_id = any(%s)"
-                     " order by schema_version", [old_app["event_id"], new_app["event_id"]])
+    rows = wait_until(  # the two reports may sit on different partitions, archived apart
+        lambda: len(found := stack.sql(
+            "select event_id::text, schema_version from archive where event_id = any(%s)"
+            " order by schema_version", [old_app["event_id"], new_app["event_id"]])) == 2 and found,
+        what="both reports in the archive")
     assert rows == [(old_app["event_id"], 1), (new_app["event_id"], 2)]
