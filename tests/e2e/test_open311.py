@@ -298,6 +298,7 @@ def test_requests_are_listed_by_window_status_service_code_and_id(
     chief = stack.token(Role.grid_chief, grid)
     hazard = filed(stack, token)
     litter = filed(stack, token, service_code="environment", description="河边垃圾堆放")
+    read(stack, token, hazard)  # the two may sit on different partitions, projected apart
     read(stack, token, litter)
     with stack.ingest(chief) as app:
         ok(command(app, litter, {"type": "reject", "reason": "duplicate",
