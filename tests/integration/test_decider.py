@@ -119,7 +119,7 @@ def test_a_missed_deadline_is_overdue_once_and_escalates_once_across_a_restart(
 
     overdue, count, level, deadline = chain(late)
     assert (overdue, count, level) == (True, 1, "community")
-    # the archive is a projector of its own: a late copy of an event there is what is counted
+    # the archive is a projector of its own, and the events and their copies are read there
     wait_until(lambda: stack.caught_up("archive", INCIDENTS.name), what="the archive")
     emitted = sla_events(stack, late)
     assert [kind for kind, _ in emitted] == ["incident.escalated", "incident.overdue"]
