@@ -6,6 +6,7 @@ shape; `as_written=True` keeps the version the producer wrote, for ingest and th
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Union
 
 import orjson
@@ -47,6 +48,13 @@ AnyEvent: Any = Annotated[
     ),
 ]
 _adapter: TypeAdapter[Event[Any]] = TypeAdapter(AnyEvent)
+#: each type and version alone, for bytes that name theirs where the log's encoding puts it
+_ONE_TYPE: dict[tuple[bytes, bytes], TypeAdapter[Event[Any]]] = {
+    (p.event_type.encode(), str(p.schema_version).encode()): TypeAdapter(Event[p])  # type: ignore[valid-type]
+    for p in PAYLOADS
+}
+#: keys sorted and no spaces (`codec.canonical`): the type among the first keys, the version last
+_NAMED = re.compile(rb'"event_type":"([a-z0-9_.]{1,64})".*"schema_version":(\d{1,4})}\Z', re.S)
 
 
 class InvalidEvent(ValueError):
@@ -91,10 +99,27 @@ def _may_hold_nul(data: dict[str, Any]) -> bool:
         return True
 
 
+def _validated_json(data: bytes) -> Event[Any]:
+    """The union's discriminator is a function, so the union turns the JSON into Python objects
+    to call it: validating the bytes against the one type they name costs two thirds as much
+    (every projector decodes every record). Bytes that name no type there, or that the type
+    refuses, or whose validated type is not the one named, get the union's own answer."""
+    named = _NAMED.search(data)
+    tag = (named[1], named[2]) if named else (b"", b"")
+    if (one := _ONE_TYPE.get(tag)) is not None:
+        try:
+            event = one.validate_json(data)
+        except ValidationError:
+            return _adapter.validate_json(data)  # the union's own reasons
+        if (event.event_type.encode(), str(event.schema_version).encode()) == tag:
+            return event
+    return _adapter.validate_json(data)
+
+
 def event_from_json(data: bytes, *, as_written: bool = False) -> Event[Any]:
     """The event these bytes hold, validated at the version they name, then upcast."""
     try:
-        event = _adapter.validate_json(data)
+        event = _validated_json(data)
     except ValidationError as exc:
         raise InvalidEvent(_field_errors(exc)) from None
     if b"\\u0000" in data and (nul := _nul_characters(event.model_dump())):

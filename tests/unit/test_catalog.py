@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from events.catalog import CATALOG, InvalidEvent, event_from_dict, event_from_json, example_event
 from events.codec import canonical
@@ -28,6 +32,39 @@ def test_an_event_survives_the_canonical_round_trip_byte_for_byte(payload: type)
     wire = canonical(event)
     assert canonical(event_from_json(wire)) == wire
     assert list(orjson.loads(wire)) == sorted(orjson.loads(wire))  # keys sorted
+
+
+def _outcome(decode: Any, data: Any) -> Any:
+    try:
+        return decode(data)
+    except InvalidEvent:
+        return "refused"
+
+
+@given(st.sampled_from(sorted(CATALOG)), st.sampled_from(sorted(CATALOG)),
+       st.sampled_from(["as written", "named as the other", "the other's type",
+                        "the other's version", "the other's type again, second", "spaced"]))
+def test_bytes_decode_as_their_fields_do_whichever_type_they_name(
+        written: tuple[str, int], other: tuple[str, int], change: str) -> None:
+    """Bytes are validated against the one type they name, where the log's encoding puts it:
+    named another type, or twice, or spelled otherwise, they still decode (or are refused)
+    exactly as the same fields do."""
+    fields = orjson.loads(canonical(event_from_dict(example_event(CATALOG[written]),
+                                                    as_written=True)))
+    if change == "named as the other":
+        fields |= {"event_type": other[0], "schema_version": other[1]}
+    elif change == "the other's type":
+        fields["event_type"] = other[0]
+    elif change == "the other's version":
+        fields["schema_version"] = other[1]
+    data = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+    if change == "the other's type again, second":
+        named = b'"event_type":"%s"' % written[0].encode()
+        data = data.replace(named, named + b',"event_type":"%s"' % other[0].encode())
+    elif change == "spaced":
+        data = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+    as_fields = orjson.loads(data)  # the last of two keys wins, as in the bytes
+    assert _outcome(event_from_json, data) == _outcome(event_from_dict, as_fields)
 
 
 def test_chinese_text_is_utf8_on_the_wire_not_escaped() -> None:
