@@ -6,7 +6,9 @@ dashboard never hears of a change the read models do not hold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -17,6 +19,19 @@ from projections.store import Cursor
 CHANNEL = "gridgov_live"
 NEWEST = 20  # how many of a batch's events the ticker shows
 LIMIT = 7500  # bytes: PostgreSQL refuses a NOTIFY payload of 8000 or more
+SOMEWHERE = "*"  # the place a batch names when even its counties do not fit: every scope
+_rebuilding: ContextVar[bool] = ContextVar("rebuilding", default=False)
+
+
+@contextmanager
+def unannounced() -> Iterator[None]:
+    """A rebuild writes a schema of its own, from the start of the log: the channel is the live
+    models', and a supervisor's ticker would show the history as news."""
+    token = _rebuilding.set(True)
+    try:
+        yield
+    finally:
+        _rebuilding.reset(token)
 
 
 def headline(event: Event[Any]) -> dict[str, Any]:
@@ -40,10 +55,12 @@ def message(events: Sequence[Event[Any]]) -> bytes:
             return body
         if newest:
             newest = newest[len(newest) // 2 + 1:]
-        else:
+        elif any("/" in p for p in places):
             places = sorted({p.rsplit("/", 1)[0] for p in places})
+        else:
+            places = [SOMEWHERE]
 
 
 async def announce(cur: Cursor, events: Sequence[Event[Any]]) -> None:
-    if events:
+    if events and not _rebuilding.get():
         await cur.execute("select pg_notify(%s, %s)", [CHANNEL, message(events).decode()])

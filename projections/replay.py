@@ -22,6 +22,7 @@ from psycopg import sql
 from events.audit import PLATFORM, ProjectionPromoted
 from events.envelope import Actor, Event
 from events.log import EventLog, Record, consumer, end_offsets, partitions_of
+from projections import live
 from projections.runner import Delivery, Projection, Runner
 from projections.store import TP, Cursor, Store, migrate
 
@@ -163,7 +164,7 @@ async def replay(projection: Projection, *, bootstrap: str | None, database_url:
     # the next batch is read while this one is written: the two take turns on one core otherwise
     ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
     try:
-        with seldom_collected():
+        with seldom_collected(), live.unannounced():
             while (batch := await ahead) is not None:
                 ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
                 applied += (await runner.apply(batch)).applied

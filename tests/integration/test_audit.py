@@ -16,10 +16,11 @@ import orjson
 import psycopg
 import pytest
 
-from events.envelope import Actor, Role
+from events.envelope import Actor, Role, covers
 from projections import sla
 from projections.archive import Archive
 from projections.audit import check_digest, digest, verify_archive
+from projections.live import CHANNEL
 from projections.matters import FiveHave
 from projections.periods import period
 from projections.replay import (
@@ -286,6 +287,33 @@ def test_a_rebuild_collects_seldom_while_it_runs_and_gives_the_thresholds_back(
                               schema="audit_collected")) > 0
     assert watched.thresholds and set(watched.thresholds) == {REBUILD_COLLECTION}
     assert gc.get_threshold() == before != REBUILD_COLLECTION
+
+
+def test_a_rebuild_tells_no_live_dashboard_of_the_history_it_reads(
+        stack: RunningStack, grid: str, worker: str) -> None:
+    """The live channel is the live models': a rebuild into a schema of its own announces
+    nothing, or a supervisor's ticker would show the whole log as news."""
+    with stack.ingest(worker) as phone:  # a patrol: no clock will add to its grid later
+        assert phone.post("/v1/events", json=a_patrol(grid)).status_code == 201
+    wait_until(lambda: stack.caught_up(FiveHave.name, *FiveHave.topics),
+               what="the live chain to have announced the patrol")
+    url, nothing = stack.info["database_url"], {"applied": 0, "grids": [], "events": []}
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"listen {CHANNEL}")
+        asyncio.run(replay(FiveHave(), bootstrap=stack.info["kafka_bootstrap"],
+                           database_url=url, schema="audit_unannounced"))
+        # notifications arrive in commit order: all a rebuild announced comes before this
+        listener.execute("select pg_notify(%s, %s)", [CHANNEL, orjson.dumps(nothing).decode()])
+        heard = []
+        for notice in listener.notifies(timeout=60):
+            if (message := orjson.loads(notice.payload)) == nothing:
+                break
+            heard.append(message)
+        else:
+            pytest.fail("the channel's own notice never came back")
+    assert stack.sql("select 1 from audit_unannounced.rate_daily where place = %s"
+                     " and measure = 'patrolled'", grid), "the rebuild read the patrol"
+    assert [m for m in heard if any(covers(p, grid) for p in m["grids"])] == []
 
 
 class OffByOne(FiveHave):

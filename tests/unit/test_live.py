@@ -9,7 +9,9 @@ import orjson
 
 from events.envelope import Actor, Event, Role
 from events.incident import Category, IncidentReported, Location
-from projections.live import LIMIT, NEWEST, message
+from projections.live import LIMIT, NEWEST, SOMEWHERE, message
+from services.auth import Principal
+from services.live import in_view
 
 
 def reported(grid: str, title: str) -> Event[IncidentReported]:
@@ -41,3 +43,13 @@ def test_a_huge_batch_fits_the_limit_and_names_its_places_a_level_up() -> None:
     # every grid is still covered by a place named in the announcement
     assert all(any(e.grid == p or (e.grid or "").startswith(p + "/") for p in said["grids"])
                for e in events)
+
+
+def test_a_batch_of_more_counties_than_fit_tells_every_scope_something_moved() -> None:
+    events = [reported(f"{county}/101/001/01", "积水") for county in range(100000, 101500)]
+    body = message(events)
+    said = orjson.loads(body)
+    assert len(body) < LIMIT
+    assert said["grids"] == [SOMEWHERE]
+    watching = Principal(sub="s-1", role=Role.supervisor, scope=("100007/101",))
+    assert in_view(said, watching) is not None
