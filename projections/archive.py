@@ -129,18 +129,21 @@ class Archive:
 
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         tps = sorted({(d.record.topic, d.record.partition) for d in deliveries})
-        await cur.execute(
-            "select topic, partition, position, hash from archive_heads"
-            " where (topic, partition) in (select * from unnest(%s::text[], %s::int[]))"
-            " for update",
-            [[t for t, _ in tps], [p for _, p in tps]],
-        )
+        async with cur.connection.pipeline():  # both questions in one round trip
+            archived = cur.connection.cursor()
+            await cur.execute(
+                "select topic, partition, position, hash from archive_heads"
+                " where (topic, partition) in (select * from unnest(%s::text[], %s::int[]))"
+                " for update",
+                [[t for t, _ in tps], [p for _, p in tps]],
+            )
+            await archived.execute(
+                "select event_id, body from archive where event_id = any(%b)",
+                [[d.event.event_id for d in deliveries]],
+            )
         heads = {(t, p): Head(pos + 1, h) for t, p, pos, h in await cur.fetchall()}
-        await cur.execute(
-            "select event_id, body from archive where event_id = any(%b)",
-            [[d.event.event_id for d in deliveries]],
-        )
-        known = {eid: submission_digest(orjson.loads(body)) for eid, body in await cur.fetchall()}
+        known = {eid: submission_digest(orjson.loads(body))
+                 for eid, body in await archived.fetchall()}
         chains, duplicates = Chains(heads, known), []
         # binary: no hex for the bodies and hashes, no text for the times, on either side
         # (formatting a row took 11 µs in text, 4 µs in binary)

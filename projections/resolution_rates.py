@@ -11,7 +11,7 @@ The formulas are stated once, in `RATES`, and explained in docs/METRICS.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -226,96 +226,118 @@ def moves(new: Iterable[Fact], old: Iterable[Fact]) -> list[Move]:
 FACT_COLUMNS = "measure, day, grid, incident_id, event_id, value"
 
 
-async def record(cur: Cursor, timelines: Mapping[str, Sequence[Fact]],
-                 patrols: Sequence[Event[PatrolLogged]]) -> None:
-    """Replace the touched matters' facts (each matter's whole set, from `matter`), add new
-    patrols', and move the daily and monthly rollups by the difference, inside the
-    projection's transaction."""
-    new = [f for matter_facts in timelines.values() for f in matter_facts]
-    old: list[Fact] = []
-    if timelines:
-        await cur.execute(
+TakenBack = Callable[[], Awaitable[tuple[list[Fact], list[Fact]]]]
+
+
+async def take_back(cur: Cursor, matters: Sequence[str],
+                    patrols: Sequence[Event[PatrolLogged]]) -> TakenBack:
+    """Take the touched matters' facts out, each matter's whole set to be written again, and
+    count the patrols not counted before. Returns how to read the answers, (the facts taken
+    out, the patrols' new facts): in a pipeline, once it has ended, so that every statement
+    shares one round trip with those sent around it."""
+    conn = cur.connection
+    taken, counted = conn.cursor(), conn.cursor()
+    if matters:
+        await taken.execute(
             "delete from rate_facts where incident_id = any(%b)"
-            " returning measure, day, grid, incident_id, event_id, value",
-            [list(timelines)])
-        old = [Fact(*row) for row in await cur.fetchall()]
-    if patrols:
-        await cur.execute(
+            " returning measure, day, grid, incident_id, event_id, value", [list(matters)])
+    walked = [f for p in patrols for f in patrol_facts(p)]
+    if walked:
+        await counted.execute(
             "insert into rate_facts (measure, day, grid, incident_id, event_id)"
             " select * from unnest(%b::text[], %b::date[], %b::text[], %b::text[], %b::uuid[])"
             " on conflict do nothing returning event_id",
             list(map(list, zip(*[(f.measure, f.day, f.grid, f.incident_id, f.event_id)
-                                 for p in patrols for f in patrol_facts(p)], strict=True))))
-        fresh = {row[0] for row in await cur.fetchall()}
-        new += [f for p in patrols if p.event_id in fresh for f in patrol_facts(p)]
-    if timelines:  # binary, as the archive: no text for the days, ids and values
+                                 for f in walked], strict=True))))
+    # where `record` COPYs a batch's moves
+    await cur.execute(
+        "create temporary table if not exists grid_moves (grid text, day date,"
+        " measure text, n bigint, micros bigint) on commit delete rows")
+    await cur.execute(
+        "create temporary table if not exists rate_moves (place text, depth int, day date,"
+        " measure text, n bigint, total numeric) on commit delete rows")
+
+    async def answers() -> tuple[list[Fact], list[Fact]]:
+        old = [Fact(*row) for row in await taken.fetchall()] if matters else []
+        fresh = {row[0] for row in await counted.fetchall()} if walked else set()
+        return old, [f for f in walked if f.event_id in fresh]
+    return answers
+
+
+async def record(cur: Cursor, new: Sequence[Fact], old: Sequence[Fact],
+                 patrolled: Sequence[Fact]) -> bool:
+    """Write the touched matters' facts again (`new`, after `take_back`) and COPY how they
+    and the patrols' new facts move each grid, day and measure; whether anything moved, for
+    `roll_up` to add to the places above."""
+    if new:  # binary, as the archive: no text for the days, ids and values
         async with cur.copy(f"copy rate_facts ({FACT_COLUMNS}) from stdin (format binary)"
                             ) as copy:
             copy.set_types(["text", "date", "text", "text", "uuid", "float8"])
             for f in new:
-                if f.measure != "patrolled":
-                    await copy.write_row((f.measure, f.day, f.grid, f.incident_id, f.event_id,
-                                          f.value))
-    moved = moves(new, old)
+                await copy.write_row((f.measure, f.day, f.grid, f.incident_id, f.event_id,
+                                      f.value))
+    moved = moves([*new, *patrolled], old)
     if moved:
         # COPY, then one upsert: a batch moves thousands of (grid, day, measure) keys, and
         # psycopg formats COPY rows in C but array parameters in Python
-        await cur.execute(
-            "create temporary table if not exists grid_moves (grid text, day date,"
-            " measure text, n bigint, micros bigint) on commit delete rows")
-        await cur.execute(
-            "create temporary table if not exists rate_moves (place text, depth int, day date,"
-            " measure text, n bigint, total numeric) on commit delete rows")
         async with cur.copy("copy grid_moves (grid, day, measure, n, micros) from stdin"
                             " (format binary)") as copy:
             copy.set_types(["text", "date", "text", "int8", "int8"])
             for move in moved:
                 await copy.write_row(move)
-        # every place above a grid, as `places_of`; a sum of values is exact to the
-        # microsecond (scale 6), a count without values sums to a plain 0
-        await cur.execute(
-            "insert into rate_moves (place, depth, day, measure, n, total)"
-            " select array_to_string(parts[1:depth], '/'), depth, day, measure, sum(n),"
-            " coalesce(sum(micros) * 0.000001, 0)"
-            " from (select string_to_array(grid, '/') as parts, day, measure, n, micros"
-            "       from grid_moves) as g,"
-            " generate_series(1, greatest(cardinality(parts), 1)) as depth"
-            " group by 1, 2, 3, 4 having sum(n) <> 0 or sum(micros) <> 0")
-        # the grid-days whose `patrolled` row this upsert created (xmax = 0: inserted, not
-        # updated); a concurrent worker's upsert of the same row waits for ours and updates
-        # it, so each grid-day is first exactly once, however the patrols are spread. Rows
-        # are taken in key order, so two workers' upserts lock them in the same order. The
-        # moves hold one row per key until the grid-days join them.
-        await cur.execute(
-            "with moved as (insert into rate_daily (place, depth, day, measure, n, total)"
-            "   select place, depth, day, measure, n, total from rate_moves"
-            "   order by place, day, measure"
-            "   on conflict (place, day, measure) do update"
-            "   set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total"
-            "   returning place, depth, day, measure, xmax = 0 as created)"
-            " select place, day from moved"
-            " where created and measure = 'patrolled' and depth = 4")
+    return bool(moved)
+
+
+async def roll_up(cur: Cursor, *, patrolled: bool) -> None:
+    """Add the moves `record` COPYed to every place above their grids, by day and by month.
+    An answer is read only if patrols counted (which grid-days they were first on), so in a
+    pipeline a batch without them goes in one round trip."""
+    # every place above a grid, as `places_of`; a sum of values is exact to the
+    # microsecond (scale 6), a count without values sums to a plain 0
+    await cur.execute(
+        "insert into rate_moves (place, depth, day, measure, n, total)"
+        " select array_to_string(parts[1:depth], '/'), depth, day, measure, sum(n),"
+        " coalesce(sum(micros) * 0.000001, 0)"
+        " from (select string_to_array(grid, '/') as parts, day, measure, n, micros"
+        "       from grid_moves) as g,"
+        " generate_series(1, greatest(cardinality(parts), 1)) as depth"
+        " group by 1, 2, 3, 4 having sum(n) <> 0 or sum(micros) <> 0")
+    # the grid-days whose `patrolled` row this upsert created (xmax = 0: inserted, not
+    # updated); a concurrent worker's upsert of the same row waits for ours and updates
+    # it, so each grid-day is first exactly once, however the patrols are spread. Rows
+    # are taken in key order, so two workers' upserts lock them in the same order. The
+    # moves hold one row per key until the grid-days join them.
+    await cur.execute(
+        "with moved as (insert into rate_daily (place, depth, day, measure, n, total)"
+        "   select place, depth, day, measure, n, total from rate_moves"
+        "   order by place, day, measure"
+        "   on conflict (place, day, measure) do update"
+        "   set n = rate_daily.n + excluded.n, total = rate_daily.total + excluded.total"
+        "   returning place, depth, day, measure, xmax = 0 as created)"
+        " select place, day from moved"
+        " where created and measure = 'patrolled' and depth = 4")
+    if patrolled:
         await _count_grid_days(cur, await cur.fetchall())
-        # the same moves, grid-days included, by calendar month
-        await cur.execute(
-            "insert into rate_monthly (place, depth, day, measure, n, total)"
-            " select place, depth, date_trunc('month', day)::date, measure, sum(n),"
-            " sum(total) from rate_moves group by 1, 2, 3, 4 order by 1, 3, 4"
-            " on conflict (place, day, measure) do update"
-            " set n = rate_monthly.n + excluded.n, total = rate_monthly.total + excluded.total")
-        # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one;
-        # only a move that takes facts away (n < 0) can bring one there: counts never go below
-        # zero, and a row without facts sums to zero
-        await cur.execute(
-            "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
-            " (select place, day, measure from rate_moves where n < 0)")
-        await cur.execute(
-            "delete from rate_monthly where n = 0 and total = 0 and (place, day, measure) in"
-            " (select place, date_trunc('month', day)::date, measure from rate_moves"
-            "  where n < 0)")
-        await cur.execute(
-            "insert into rate_places (place, depth) select distinct place, depth"
-            " from rate_moves on conflict do nothing")
+    # the same moves, grid-days included, by calendar month
+    await cur.execute(
+        "insert into rate_monthly (place, depth, day, measure, n, total)"
+        " select place, depth, date_trunc('month', day)::date, measure, sum(n),"
+        " sum(total) from rate_moves group by 1, 2, 3, 4 order by 1, 3, 4"
+        " on conflict (place, day, measure) do update"
+        " set n = rate_monthly.n + excluded.n, total = rate_monthly.total + excluded.total")
+    # a count back to nothing leaves no row, as a rebuild from offset 0 would not have one;
+    # only a move that takes facts away (n < 0) can bring one there: counts never go below
+    # zero, and a row without facts sums to zero
+    await cur.execute(
+        "delete from rate_daily where n = 0 and total = 0 and (place, day, measure) in"
+        " (select place, day, measure from rate_moves where n < 0)")
+    await cur.execute(
+        "delete from rate_monthly where n = 0 and total = 0 and (place, day, measure) in"
+        " (select place, date_trunc('month', day)::date, measure from rate_moves"
+        "  where n < 0)")
+    await cur.execute(
+        "insert into rate_places (place, depth) select distinct place, depth"
+        " from rate_moves on conflict do nothing")
 
 
 async def _count_grid_days(cur: Cursor, first_patrols: Sequence[tuple[str, date]]) -> None:

@@ -98,21 +98,24 @@ class Store:
 
 
 async def lock_offsets(cur: Cursor, projection: str, tps: Iterable[TP]) -> dict[TP, int]:
-    """Stored next offsets of these partitions, locked until the batch commits."""
+    """Stored next offsets of these partitions, locked until the batch commits (both
+    statements in one round trip)."""
     tps = sorted(set(tps))
-    await cur.execute(
-        "insert into projection_offsets (projection, topic, partition, next_offset)"
-        " select %s, t, p, 0 from unnest(%s::text[], %s::int[]) as u(t, p)"
-        " on conflict do nothing",
-        [projection, [t for t, _ in tps], [p for _, p in tps]],
-    )
-    await cur.execute(
-        "select topic, partition, next_offset from projection_offsets"
-        " where projection = %s and (topic, partition) in"
-        " (select * from unnest(%s::text[], %s::int[]))"
-        " order by topic, partition for update",
-        [projection, [t for t, _ in tps], [p for _, p in tps]],
-    )
+    async with cur.connection.pipeline():
+        await cur.execute(
+            "insert into projection_offsets (projection, topic, partition, next_offset)"
+            " select %s, t, p, 0 from unnest(%s::text[], %s::int[]) as u(t, p)"
+            " on conflict do nothing",
+            [projection, [t for t, _ in tps], [p for _, p in tps]],
+        )
+        await cur.execute(
+            "select topic, partition, next_offset from projection_offsets"
+            " where projection = %s and (topic, partition) in"
+            " (select * from unnest(%s::text[], %s::int[]))"
+            " order by topic, partition for update",
+            [projection, [t for t, _ in tps], [p for _, p in tps]],
+        )
+    # read once the pipeline has ended: a read inside it would be a round trip of its own
     return {(t, p): o for t, p, o in await cur.fetchall()}
 
 
