@@ -36,7 +36,7 @@ class FiveHave:
         rate facts, then move the rates and the funnel.
 
         Statements whose answers the next one does not need go together (pipeline mode): a
-        live batch took 26 round trips to PostgreSQL, each a wait for a busy core; now 13.
+        live batch took 27 round trips to PostgreSQL, each a wait for a busy core; now 13.
         """
         conn = cur.connection
         added = await _add_to_timelines(cur, deliveries)
