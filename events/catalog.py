@@ -101,8 +101,8 @@ def _may_hold_nul(data: dict[str, Any]) -> bool:
 
 def _validated_json(data: bytes) -> Event[Any]:
     """The union's discriminator is a function, so the union turns the JSON into Python objects
-    to call it: validating the bytes against the one type they name costs two thirds as much
-    (every projector decodes every record). Bytes that name no type there, or that the type
+    to call it: validating the bytes against the one type they name costs about a quarter
+    less (every projector decodes every record). Bytes that name no type there, or that the type
     refuses, or whose validated type is not the one named, get the union's own answer."""
     named = _NAMED.search(data)
     tag = (named[1], named[2]) if named else (b"", b"")
