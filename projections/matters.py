@@ -81,7 +81,7 @@ async def _add_to_timelines(cur: Cursor, deliveries: Sequence[Delivery]
     if not pairs:
         return []
     # A timeline keeps each event as the log holds it, the record's own bytes: encoding the
-    # upcast event again cost a tenth of the projector's CPU, and a read upcasts it.
+    # upcast event again was ~7 % of a chain rebuild's profile, and a read upcasts anyway.
     # Parameters go in binary (%b): psycopg's text form of a 500-body bytea[] cost more than
     # the rest of the statement (a regex per element).
     await cur.execute(
