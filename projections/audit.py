@@ -49,9 +49,12 @@ class Break:
 def verify_archive(database_url: str, *, first: int = 0, last: int | None = None,
                    topic: str | None = None, partition: int | None = None,
                    schema: str | None = None) -> list[Break]:
-    """Walk every chain (or one, or positions first..last) against the recorded heads."""
+    """Walk every chain (or one, or positions first..last) against the recorded heads, all in
+    one snapshot: the archive keeps archiving while it is walked, and a batch committed
+    between the heads and the rows read would look like rows past their head."""
     breaks = []
     with psycopg.connect(database_url, **in_schema(schema)) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         heads = conn.execute("select topic, partition, position, hash from archive_heads"
                              " where (%s::text is null or topic = %s)"
                              " and (%s::int is null or partition = %s) order by 1, 2",
@@ -79,8 +82,10 @@ def _signature(key: str, heads: list[dict[str, Any]]) -> str:
 
 
 def digest(database_url: str, key: str) -> dict[str, Any]:
-    """The chain heads and counts now, signed: export it daily and keep it elsewhere."""
+    """The chain heads and counts now (one snapshot), signed: export it daily and keep it
+    elsewhere."""
     with psycopg.connect(database_url) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         heads = [{"topic": t, "partition": p, "position": int(pos), "hash": bytes(h).hex()}
                  for t, p, pos, h in conn.execute(
                      "select topic, partition, position, hash from archive_heads order by 1, 2")]

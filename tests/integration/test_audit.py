@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from projections.replay import (
     replay,
 )
 from projections.resolution_rates import figures
-from projections.store import Store
+from projections.store import Store, in_schema
 from services.rates import counts_of
 from tests.conftest import GRACE_SECONDS
 from tests.lifecycles import dispute, lifecycle
@@ -207,6 +208,51 @@ def test_verify_names_an_edited_a_deleted_and_an_inserted_row(stack: RunningStac
                                   *signed["heads"][1:]]}
     assert check_digest(url, forged, "a-key-kept-elsewhere")[0].problem.startswith(
         "the digest's signature does not match")
+
+
+def test_verify_walks_one_snapshot_while_the_archive_keeps_archiving(
+        stack: RunningStack, grid: str, worker: str) -> None:
+    """A batch archived while verify walks the chains is not a row past its head: the heads
+    and the rows are read in one snapshot, as the archive writes them in one transaction."""
+    with stack.ingest(worker) as phone:
+        answer = phone.post("/v1/events/batch",
+                            json={"events": [an_incident(grid) for _ in range(24)]})
+        assert answer.status_code == 200, answer.text
+    settled(stack)
+    url = stack.info["database_url"]
+    asyncio.run(replay(Archive(), bootstrap=stack.info["kafka_bootstrap"], database_url=url,
+                       schema="audit_growing"))
+    topic, partition = stack.sql("select topic, partition from audit_growing.archive"
+                                 " group by 1, 2 order by count(*) desc limit 1")[0]
+    columns = ("topic, partition, log_offset, event_type, schema_version, place, aggregate_id,"
+               " aggregate_seq, actor_id, actor_role, occurred_at, recorded_at, body")
+    done, appended = threading.Event(), []
+
+    def archiving() -> None:  # the next link of one chain and its head, each in one commit
+        with psycopg.connect(url, autocommit=True, **in_schema("audit_growing")) as conn:
+            while not done.is_set():
+                with conn.transaction():
+                    conn.execute(
+                        f"insert into archive (position, event_id, prev_hash, hash, {columns})"
+                        f" select position + 1, gen_random_uuid(), hash, sha256(hash || body),"
+                        f" {columns} from archive where topic = %s and partition = %s"
+                        " order by position desc limit 1", [topic, partition])
+                    conn.execute(
+                        "update archive_heads h set position = a.position, hash = a.hash"
+                        " from archive a where a.topic = h.topic and a.partition = h.partition"
+                        " and a.position = h.position + 1 and h.topic = %s and h.partition = %s",
+                        [topic, partition])
+                appended.append(1)
+
+    writer = threading.Thread(target=archiving)
+    writer.start()
+    try:
+        walks = [verify_archive(url, schema="audit_growing") for _ in range(10)]
+    finally:
+        done.set()
+        writer.join()
+    assert len(appended) > 10, "the chain grew while it was walked"
+    assert walks == [[]] * 10
 
 
 def test_the_audit_cli_walks_replays_diffs_and_proves_a_digest(stack: RunningStack,
