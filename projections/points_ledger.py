@@ -26,7 +26,6 @@ from uuid import UUID
 import orjson
 
 from events.catalog import event_from_json
-from events.codec import canonical
 from events.envelope import Event
 from events.log import FETCH_MAX_WAIT_MS
 from events.points import (
@@ -274,13 +273,14 @@ class PointsLedger:
 
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         """Add the batch to the timelines; refold every touched account and ranking."""
-        events = [d.event for d in deliveries]
+        # as `matters` keeps its timelines: the record's own bytes (a read upcasts them), and
+        # the arrays in binary, where psycopg's text form runs a regex per element
         await cur.execute(
             "insert into points_timeline (aggregate_id, event_id, body)"
-            " select * from unnest(%s::text[], %s::uuid[], %s::bytea[])"
+            " select * from unnest(%b::text[], %b::uuid[], %b::bytea[])"
             " on conflict do nothing returning aggregate_id",
-            [[e.aggregate_id for e in events], [e.event_id for e in events],
-             [canonical(e) for e in events]])
+            [[d.event.aggregate_id for d in deliveries], [d.event.event_id for d in deliveries],
+             [d.record.value for d in deliveries]])
         touched = sorted({a for (a,) in await cur.fetchall()})  # a redelivery adds nothing
         if not touched:
             return
