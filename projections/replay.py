@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
 import re
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -21,12 +24,23 @@ from psycopg import sql
 
 from events.audit import PLATFORM, ProjectionPromoted
 from events.envelope import Actor, Event
-from events.log import EventLog, Record, consumer, end_offsets, partitions_of
+from events.log import (
+    EventLog,
+    KafkaAuth,
+    Record,
+    consumer,
+    current_auth,
+    end_offsets,
+    partitions_of,
+    use_auth,
+)
 from projections import live
 from projections.runner import Delivery, Projection, Runner
 from projections.store import TP, Cursor, Store, migrate
 
 BATCH = 5000
+#: (k, n): the k-th of n workers rebuilding together, which reads partitions p with p % n = k
+Share = tuple[int, int]
 #: the cyclic collector's thresholds while a rebuild runs (its defaults are 700, 10, 10)
 REBUILD_COLLECTION = (50_000, 20, 20)
 
@@ -57,11 +71,13 @@ def fresh_schema(database_url: str, schema: str) -> None:
 
 
 def read_log(bootstrap: str, topics: tuple[str, ...], start: dict[TP, int] | None = None,
-             until: dict[TP, int] | None = None) -> Generator[list[Record], None, None]:
-    """Records of `topics` from `start` (offset 0) up to `until` (the end the log has now)."""
-    kafka = consumer(bootstrap, max_poll_records=BATCH)
+             until: dict[TP, int] | None = None, share: Share = (0, 1),
+             batch_size: int = BATCH) -> Generator[list[Record], None, None]:
+    """Records of `topics` from `start` (offset 0) up to `until` (the end the log has now), of
+    the partitions that are this `share`'s."""
+    kafka = consumer(bootstrap, max_poll_records=batch_size)
     try:
-        tps = partitions_of(kafka, topics)
+        tps = [tp for tp in partitions_of(kafka, topics) if _ours(tp.partition, share)]
         ends = end_offsets(kafka, tps) if until is None else \
             {tp: until.get((tp.topic, tp.partition), 0) for tp in tps}
         kafka.assign(tps)
@@ -82,8 +98,12 @@ def read_log(bootstrap: str, topics: tuple[str, ...], start: dict[TP, int] | Non
         kafka.close()
 
 
-def read_archive(database_url: str, topics: tuple[str, ...]
-                 ) -> Generator[list[Record], None, None]:
+def _ours(partition: int, share: Share) -> bool:
+    return partition % share[1] == share[0]
+
+
+def read_archive(database_url: str, topics: tuple[str, ...], share: Share = (0, 1),
+                 batch_size: int = BATCH) -> Generator[list[Record], None, None]:
     """Every archived record of `topics` as the log held it, when the broker no longer holds
     the beginning: positions are dense per partition, so they serve as offsets. Read a page
     at a time, each its own short statement: one cursor open for the whole rebuild would hold
@@ -93,8 +113,8 @@ def read_archive(database_url: str, topics: tuple[str, ...]
         while batch := conn.execute(
                 "select topic, partition, position, aggregate_id, body from archive"
                 " where topic = any(%s) and (topic, partition, position) > (%s, %s, %s)"
-                " order by topic, partition, position limit %s",
-                [list(topics), *after, BATCH]).fetchall():
+                " and partition %% %s = %s order by topic, partition, position limit %s",
+                [list(topics), *after, share[1], share[0], batch_size]).fetchall():
             yield [Record(t, p, o, a.encode(), bytes(b)) for t, p, o, a, b in batch]
             after = batch[-1][:3]
 
@@ -149,18 +169,61 @@ class AsOf:
 
 async def replay(projection: Projection, *, bootstrap: str | None, database_url: str,
                  schema: str, as_of: datetime | None = None, until: dict[TP, int] | None = None,
-                 fresh: bool = True, progress: Callable[[int], None] = lambda n: None) -> int:
+                 fresh: bool = True, progress: Callable[[int], None] = lambda n: None,
+                 workers: int = 1) -> int:
     """Rebuild `projection` from offset 0 into `schema` (or, not `fresh`, carry on from where
     that schema's rebuild stopped) up to `until` or the log's end; from the broker, or with no
-    bootstrap from the archive; optionally as of a moment. Returns the events applied."""
+    bootstrap from the archive; optionally as of a moment; by `workers` processes, each with
+    its share of the partitions, as the live projectors share them. Returns the events
+    applied."""
     if fresh:
         await asyncio.to_thread(fresh_schema, database_url, schema)
+    if workers == 1:
+        return await _replay_share(projection, bootstrap, database_url, schema, as_of, until,
+                                   (0, 1), progress)
+    share = partial(_replay_in_process, projection, current_auth(), bootstrap, database_url,
+                    schema, as_of, until, workers)
+    store = await Store(database_url, schema=schema).open()
+    try:
+        told = sum((await store.offsets(projection.name)).values())
+        # each worker in a process of its own: one process's Python kept one core busy and
+        # left the other to PostgreSQL and the reading thread (BENCHMARKS.md)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) \
+                as pool:
+            loop = asyncio.get_running_loop()
+            shares = [loop.run_in_executor(pool, share, k) for k in range(workers)]
+            while not all(s.done() for s in shares):
+                await asyncio.wait(shares, timeout=0.5)
+                # the workers' progress is what they committed: their offsets
+                done = sum((await store.offsets(projection.name)).values())
+                progress(done - told)
+                told = done
+        return sum([s.result() for s in shares])
+    finally:
+        await store.close()
+
+
+def _replay_in_process(projection: Projection, auth: KafkaAuth, bootstrap: str | None,
+                       database_url: str, schema: str, as_of: datetime | None,
+                       until: dict[TP, int] | None, workers: int, k: int) -> int:
+    """One worker's share of a rebuild, in a process of its own."""
+    use_auth(auth)
+    return asyncio.run(_replay_share(projection, bootstrap, database_url, schema, as_of, until,
+                                     (k, workers), lambda n: None))
+
+
+async def _replay_share(projection: Projection, bootstrap: str | None, database_url: str,
+                        schema: str, as_of: datetime | None, until: dict[TP, int] | None,
+                        share: Share, progress: Callable[[int], None]) -> int:
     store = await Store(database_url, schema=schema, custom_plans=True).open()
     seen = AsOf(projection, as_of) if as_of else projection
     runner, applied = Runner(seen, store), 0
     start = await store.offsets(projection.name)
-    batches = read_log(bootstrap, projection.topics, start, until) if bootstrap \
-        else read_archive(database_url, projection.topics)
+    # a batch locks each matter it refolds until it commits (projections/matters.py): the
+    # workers' batches together take no more locks than one worker's did
+    size = BATCH // share[1]
+    batches = read_log(bootstrap, projection.topics, start, until, share, size) if bootstrap \
+        else read_archive(database_url, projection.topics, share, size)
     # the next batch is read while this one is written: the two take turns on one core otherwise
     ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
     try:

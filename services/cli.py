@@ -149,7 +149,11 @@ def audit_history(aggregate_id: str) -> None:
                                                        "%Y-%m-%d %H:%M%z"]), default=None,
               help="only what the platform had recorded by then, e.g. 2023-12-31T23:59:00+0800")
 @click.option("--from-archive", is_flag=True, help="read the archive, not the broker")
-def audit_replay(projection: str, schema: str | None, as_of: Any, from_archive: bool) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes sharing the partitions: up to one per core (the live stack"
+                   " shares those cores)")
+def audit_replay(projection: str, schema: str | None, as_of: Any, from_archive: bool,
+                 workers: int) -> None:
     """Rebuild a projection from offset 0 into a schema of its own, with progress and rate."""
     import time
 
@@ -164,7 +168,7 @@ def audit_replay(projection: str, schema: str | None, as_of: Any, from_archive: 
     with click.progressbar(length=total, label=f"{projection} -> {schema}") as bar:
         applied = asyncio.run(replay.replay(
             chosen, bootstrap=bootstrap, database_url=settings.database_url or "",
-            schema=schema, as_of=as_of, progress=bar.update))
+            schema=schema, as_of=as_of, progress=bar.update, workers=workers))
     elapsed = time.perf_counter() - started
     click.echo(f"{applied} events replayed into {schema} in {elapsed:.1f} s"
                f" ({total / max(elapsed, 1e-9):,.0f} records/s)")

@@ -29,6 +29,7 @@ from projections.replay import (
     PromotionRefused,
     compare,
     diff,
+    log_size,
     promote,
     replay,
 )
@@ -95,19 +96,23 @@ def test_a_full_rebuild_diffs_empty_against_every_live_read_model(stack: Running
     settled(stack)
     sla_done(stack, county)
     settled(stack)
-    url = stack.info["database_url"]
-    for projection in (Archive(), FiveHave()):
-        shadow = f"audit_{projection.name}"
-        applied = asyncio.run(replay(projection, bootstrap=stack.info["kafka_bootstrap"],
-                                     database_url=url, schema=shadow))
+    url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
+    for projection, workers in ((Archive(), 1), (FiveHave(), 1), (Archive(), 2),
+                                (FiveHave(), 2)):
+        shadow = f"audit_{projection.name}_{workers}"
+        logged, told = log_size(bootstrap, url, projection.topics), []
+        # two workers: two processes, each rebuilding its share of the partitions
+        applied = asyncio.run(replay(projection, bootstrap=bootstrap, database_url=url,
+                                     schema=shadow, workers=workers, progress=told.append))
         assert applied > 0
-        found = asyncio.run(diff(projection, bootstrap=stack.info["kafka_bootstrap"],
-                                 database_url=url, shadow=shadow))
+        assert sum(told) >= logged  # every record the log held when the rebuild began
+        found = asyncio.run(diff(projection, bootstrap=bootstrap, database_url=url,
+                                 shadow=shadow))
         assert [t.table for t in found] == list(projection.tables)
         assert all(t.empty for t in found), [t for t in found if not t.empty]
     # the archive alone rebuilds the chain and the rates too, when the broker lost the start
     asyncio.run(replay(FiveHave(), bootstrap=None, database_url=url,
-                       schema="audit_five_have_archive"))
+                       schema="audit_five_have_archive", workers=2))
     with psycopg.connect(url) as conn, conn.transaction():
         conn.execute("select 1 from projection_offsets where projection = 'five_have'"
                      " for update")  # hold the live chain still while comparing
@@ -256,7 +261,9 @@ def test_verify_walks_one_snapshot_while_the_archive_keeps_archiving(
 
 
 def test_the_audit_cli_walks_replays_diffs_and_proves_a_digest(stack: RunningStack,
-                                                               tmp_path: Any) -> None:
+                                                               tmp_path: Any, grid: str) -> None:
+    # a matter of its own to walk, replay and show: the test does not lean on earlier ones'
+    stack.publish(lifecycle(RULES, grid, random.Random(5), datetime.now(UTC)))
     settled(stack)
     env = {**stack.env, "GRIDGOV_KAFKA_BOOTSTRAP": stack.info["kafka_bootstrap"],
            "GRIDGOV_DATABASE_URL": stack.info["database_url"]}
@@ -275,7 +282,7 @@ def test_the_audit_cli_walks_replays_diffs_and_proves_a_digest(stack: RunningSta
     (tmp_path / "forged.json").write_text(orjson.dumps(forged).decode())
     assert gridgov("verify", "--digest", str(tmp_path / "forged.json")).returncode == 1
 
-    replayed = gridgov("replay", "archive", "--into", "audit_cli")
+    replayed = gridgov("replay", "archive", "--into", "audit_cli", "--workers", "2")
     assert replayed.returncode == 0, replayed.stderr
     assert "events replayed into audit_cli" in replayed.stdout
     compared = gridgov("diff", "archive", "--shadow", "audit_cli")
