@@ -19,8 +19,8 @@ from tests.bench.report import Row
 from tests.stack import RunningStack, wait_until
 
 
-def rebuilt(stack: RunningStack, projection: Projection) -> tuple[int, float]:
-    """(records read, records/s) of one worker rebuilding `projection` from offset 0."""
+def rebuilt(stack: RunningStack, projection: Projection, workers: int = 1) -> tuple[int, float]:
+    """(records read, records/s) of `workers` rebuilding `projection` from offset 0."""
     read = 0
 
     def progress(n: int) -> None:
@@ -30,7 +30,8 @@ def rebuilt(stack: RunningStack, projection: Projection) -> tuple[int, float]:
     started = time.perf_counter()
     asyncio.run(replay(projection, bootstrap=stack.info["kafka_bootstrap"],
                        database_url=stack.info["database_url"],
-                       schema=f"bench_{projection.name}", progress=progress))
+                       schema=f"bench_{projection.name}_{workers}", progress=progress,
+                       workers=workers))
     return read, read / (time.perf_counter() - started)
 
 
@@ -76,4 +77,9 @@ def projection_rows(stack: RunningStack) -> list[Row]:
                          f"{rate:,.0f}", f"raw kafka-python consume {consumed:,.0f}",
                          f"{rate / consumed:.2f} × consume (goal ≥ 0.5); the replay of the row"
                          " above; 1,000,000 events: `make bench-rebuild`"))
+            read, shared = rebuilt(stack, projection, workers=2)
+            rows.append((f"  the same, 2 worker processes (`--workers 2`), {read:,} events,"
+                         " events/s", f"{shared:,.0f}", f"raw kafka-python consume"
+                         f" {consumed:,.0f}; 1 worker {rate:,.0f}",
+                         f"{shared / consumed:.2f} × consume; {shared / rate:.2f} × one worker"))
     return rows

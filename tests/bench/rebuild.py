@@ -2,8 +2,9 @@
 
 A million events (GRIDGOV_BENCH_REBUILD_EVENTS) of incident lifecycles go straight onto the
 log; once the live projectors hold them, the chain-and-rates projection is rebuilt from the
-broker and from the archive, beside a raw kafka-python consume of the same topics and a raw
-COPY of the same bodies into PostgreSQL, measured in the same run. Appends to BENCHMARKS.md.
+broker and from the archive, by one worker and by two (GRIDGOV_BENCH_REBUILD_WORKERS), beside
+a raw kafka-python consume of the same topics and a raw COPY of the same bodies into
+PostgreSQL, measured in the same run. Appends to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from tests.lifecycles import lifecycle, report
 from tests.stack import RunningStack, a_place, wait_until
 
 EVENTS = int(os.environ.get("GRIDGOV_BENCH_REBUILD_EVENTS", "1000000"))
+#: worker processes per rebuild (`gridgov audit replay --workers`), each a rebuild of its own
+WORKERS = [int(n) for n in os.environ.get("GRIDGOV_BENCH_REBUILD_WORKERS", "1,2").split(",")]
 
 
 def main() -> None:
@@ -62,21 +65,23 @@ def main() -> None:
             copied = raw_copy(url, [canonical(e) for e in events])
             timed = {}
             for source, server in (("broker", bootstrap), ("archive", None)):
-                started = time.perf_counter()
-                applied = asyncio.run(replay(FiveHave(), bootstrap=server, database_url=url,
-                                             schema=f"bench_{source}"))
-                timed[source] = (applied, applied / (time.perf_counter() - started))
+                for workers in WORKERS:
+                    started = time.perf_counter()
+                    applied = asyncio.run(replay(FiveHave(), bootstrap=server, database_url=url,
+                                                 schema=f"bench_{source}_{workers}",
+                                                 workers=workers))
+                    timed[source, workers] = (applied,
+                                              applied / (time.perf_counter() - started))
         finally:
             stack.stop()
 
-    rows = [
-        (f"rebuild chain + rates from the broker, {timed['broker'][0]:,} events, events/s",
-         f"{timed['broker'][1]:,.0f}", f"raw kafka-python consume {consumed:,.0f}"
-         f" ({read:,} records)", f"{timed['broker'][1] / consumed:.2f} × consume"),
-        (f"rebuild chain + rates from the archive, {timed['archive'][0]:,} events, events/s",
-         f"{timed['archive'][1]:,.0f}", f"raw COPY into PostgreSQL {copied:,.0f}",
-         f"{timed['archive'][1] / copied:.2f} × COPY"),
-    ]
+    baselines = {"broker": (consumed, f"raw kafka-python consume {consumed:,.0f} ({read:,}"
+                                      " records)", "consume"),
+                 "archive": (copied, f"raw COPY into PostgreSQL {copied:,.0f}", "COPY")}
+    rows = [(f"rebuild chain + rates from the {source}, {applied:,} events,"
+             f" {workers} worker{'s' if workers > 1 else ''}, events/s", f"{rate:,.0f}",
+             baselines[source][1], f"{rate / baselines[source][0]:.2f} ×"
+             f" {baselines[source][2]}") for (source, workers), (applied, rate) in timed.items()]
     record(f"rebuild, {EVENTS:,} events (`make bench-rebuild`)", rows)
 
 if __name__ == "__main__":
