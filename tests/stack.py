@@ -200,6 +200,12 @@ class RunningStack:
         """Whether `projection` has applied every record the log holds now on `topics`."""
         return self.holds(projection, self.log_ends(*topics))
 
+    def archived(self, *topics: str) -> None:
+        """Wait until the archive holds every record the log holds now on `topics` (the
+        ends asked once: what was published before the call, not what the clock adds)."""
+        ends = self.log_ends(*topics)
+        wait_until(lambda: self.holds("archive", ends), what=f"the archive to hold {topics}")
+
     def log_ends(self, *topics: str) -> dict[TopicPartition, int]:
         """The next offset of each partition of `topics`; each call reads every partition's
         last batch, so a log that no longer grows is asked once."""

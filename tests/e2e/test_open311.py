@@ -244,7 +244,7 @@ def test_a_retried_post_answers_the_same_id_and_appends_nothing(
     assert first == again != other
     assert [r["service_request_id"] for r in in_xml] == [first] and "token" not in in_xml[0]
     read(stack, token, other)
-    wait_until(lambda: stack.caught_up("archive", "gridgov.incidents"), what="the archive")
+    stack.archived("gridgov.incidents")
     assert stack.sql("select count(*) from archive where aggregate_id = %s", first)[0][0] == 1
 
 

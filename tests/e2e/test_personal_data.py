@@ -88,7 +88,7 @@ def reported(stack: RunningStack) -> dict[str, Any]:
                            {"type": "mediate", "outcome": "succeeded"})
         assert mediated.status_code == 200, mediated.text
     # the archive is a projector of its own: the tests read its rows, so it must hold them
-    wait_until(lambda: stack.caught_up("archive", INCIDENTS.name), what="the archive")
+    stack.archived(INCIDENTS.name)
     return dispute
 
 

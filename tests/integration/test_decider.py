@@ -71,7 +71,7 @@ def test_two_workers_accepting_at_once_make_exactly_one_owner(
                                       " where incident_id = any(%s)", incidents)) == winners,
                what="the chain to show each race's winner as the owner")
     # the whole log archived, then counted: a second accept would not be missed for arriving late
-    wait_until(lambda: stack.caught_up("archive", INCIDENTS.name), what="the archive")
+    stack.archived(INCIDENTS.name)
     assert stack.sql("select count(*) from archive where aggregate_id = any(%s)"
                      " and event_type = 'incident.accepted'", incidents)[0][0] == TRIALS
     metrics = httpx.get(stack.info["metrics_urls"]["decider"]).text
@@ -121,7 +121,7 @@ def test_a_missed_deadline_is_overdue_once_and_escalates_once_across_a_restart(
     overdue, count, level, deadline = chain(late)
     assert (overdue, count, level) == (True, 1, "community")
     # the archive is a projector of its own, and the events and their copies are read there
-    wait_until(lambda: stack.caught_up("archive", INCIDENTS.name), what="the archive")
+    stack.archived(INCIDENTS.name)
     emitted = sla_events(stack, late)
     assert [kind for kind, _ in emitted] == ["incident.escalated", "incident.overdue"]
     at = {kind: datetime.fromisoformat(when) for kind, when in emitted}

@@ -10,7 +10,7 @@ from uuid import uuid4
 from events.log import Receipt
 from projections.store import Store
 from services.receipts import FirstReceipt, Receipts
-from tests.stack import RunningStack, an_incident, wait_until
+from tests.stack import RunningStack, an_incident
 
 
 def test_an_event_posted_twice_is_answered_from_its_receipt_and_logged_once(
@@ -23,8 +23,7 @@ def test_an_event_posted_twice_is_answered_from_its_receipt_and_logged_once(
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
 
-    wait_until(lambda: stack.caught_up("archive", "gridgov.incidents"),
-               what="the archive to hold the log")
+    stack.archived("gridgov.incidents")
     assert stack.sql("select count(*) from archive where event_id = %s",
                      event["event_id"])[0][0] == 1
     assert stack.sql("select count(*) from archive_duplicates where event_id = %s",
@@ -59,8 +58,7 @@ def test_ten_concurrent_copies_of_one_event_archive_exactly_one(
     assert [status for _, status, _ in answers] == [201] * 50
     for event in events:  # every copy answered with its event's one receipt
         assert len({body for eid, _, body in answers if eid == event["event_id"]}) == 1
-    wait_until(lambda: stack.caught_up("archive", "gridgov.incidents"),
-               what="the archive to hold the log")
+    stack.archived("gridgov.incidents")
     ids = [event["event_id"] for event in events]
     assert dict(stack.sql("select event_id::text, count(*) from archive"
                           " where event_id = any(%s::uuid[]) group by 1", ids)) == \

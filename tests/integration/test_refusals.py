@@ -9,7 +9,7 @@ import pytest
 
 from events.envelope import Role
 from events.topics import INCIDENTS
-from tests.stack import RunningStack, a_place, an_incident, wait_until
+from tests.stack import RunningStack, a_place, an_incident
 
 
 def refusal(answer: object) -> tuple[int, str]:
@@ -132,6 +132,6 @@ def test_nothing_refused_reaches_the_archive(stack: RunningStack, grid: str, wor
     phone.post("/v1/events", json=an_incident(a_place()))
     accepted = phone.post("/v1/events", json=an_incident(grid)).json()
     # every partition, not only the good event's: a refused one let through may sit elsewhere
-    wait_until(lambda: stack.caught_up("archive", INCIDENTS.name), what="the archive")
+    stack.archived(INCIDENTS.name)
     assert stack.sql("select event_id::text from archive where place like %s",
                      grid.rsplit("/", 1)[0] + "/%") == [(accepted["event_id"],)]
