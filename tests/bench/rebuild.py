@@ -2,9 +2,10 @@
 
 A million events (GRIDGOV_BENCH_REBUILD_EVENTS) of incident lifecycles go straight onto the
 log; once the live projectors hold them, the chain-and-rates projection is rebuilt from the
-broker and from the archive, by one worker and by two (GRIDGOV_BENCH_REBUILD_WORKERS), beside
-a raw kafka-python consume of the same topics and a raw COPY of the same bodies into
-PostgreSQL, measured in the same run. Appends to BENCHMARKS.md.
+broker and from the archive (GRIDGOV_BENCH_REBUILD_FROM), by one worker and by two
+(GRIDGOV_BENCH_REBUILD_WORKERS), beside a raw kafka-python consume of the same topics and a
+raw COPY of the same bodies into PostgreSQL, measured in the same run. Appends to
+BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from tests.stack import RunningStack, a_place, wait_until
 EVENTS = int(os.environ.get("GRIDGOV_BENCH_REBUILD_EVENTS", "1000000"))
 #: worker processes per rebuild (`gridgov audit replay --workers`), each a rebuild of its own
 WORKERS = [int(n) for n in os.environ.get("GRIDGOV_BENCH_REBUILD_WORKERS", "1,2").split(",")]
+#: where the rebuilds read from: the broker, the archive, or both
+SOURCES = os.environ.get("GRIDGOV_BENCH_REBUILD_FROM", "broker,archive").split(",")
 
 
 def main() -> None:
@@ -65,6 +68,8 @@ def main() -> None:
             copied = raw_copy(url, [canonical(e) for e in events])
             timed = {}
             for source, server in (("broker", bootstrap), ("archive", None)):
+                if source not in SOURCES:
+                    continue
                 for workers in WORKERS:
                     started = time.perf_counter()
                     applied = asyncio.run(replay(FiveHave(), bootstrap=server, database_url=url,
