@@ -262,8 +262,9 @@ def test_verify_walks_one_snapshot_while_the_archive_keeps_archiving(
 
 def test_the_audit_cli_walks_replays_diffs_and_proves_a_digest(stack: RunningStack,
                                                                tmp_path: Any, grid: str) -> None:
-    # a matter of its own to walk, replay and show: the test does not lean on earlier ones'
-    stack.publish(lifecycle(RULES, grid, random.Random(5), datetime.now(UTC)))
+    # a matter of its own (ids seeded by its grid) to walk, replay and show: the test does
+    # not lean on earlier ones'
+    stack.publish(lifecycle(RULES, grid, random.Random(grid), datetime.now(UTC)))
     settled(stack)
     env = {**stack.env, "GRIDGOV_KAFKA_BOOTSTRAP": stack.info["kafka_bootstrap"],
            "GRIDGOV_DATABASE_URL": stack.info["database_url"]}
@@ -400,9 +401,19 @@ def test_blue_green_promotion_swaps_only_an_identical_rebuild_or_one_with_a_reas
                      " order by 1 limit 5") == closed_before  # the live model kept serving
 
     asyncio.run(replay(FiveHave(), bootstrap=bootstrap, database_url=url, schema="promote_ok"))
+
+    def persistence(schema: str) -> set[str]:
+        """Of the projection's tables in `schema`: 'u' unlogged, 'p' logged."""
+        return {p for p, in stack.sql(
+            "select distinct relpersistence from pg_class c join pg_namespace n"
+            " on n.oid = c.relnamespace where n.nspname = %s and c.relname = any(%s)",
+            schema, list(FiveHave.tables))}
+
+    assert persistence("promote_ok") == {"u"}  # a rebuild writes no WAL
     found = asyncio.run(promote(FiveHave(), bootstrap=bootstrap, database_url=url,
                                 shadow="promote_ok", actor=admin))
     assert all(t.empty for t in found)
+    assert persistence("public") == {"p"}  # what went live survives a crash
     assert stack.sql("select count(*) from promote_ok.five_have")[0][0] > 0  # the old tables
     incident = an_incident(grid)  # the live projector carries on into the promoted tables
     with stack.ingest(stack.token(Role.worker, grid)) as phone:
