@@ -97,13 +97,13 @@ def test_a_full_rebuild_diffs_empty_against_every_live_read_model(stack: Running
     sla_done(stack, county)
     settled(stack)
     url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
-    for projection, workers in ((Archive(), 1), (FiveHave(), 1), (Archive(), 2),
-                                (FiveHave(), 2)):
-        shadow = f"audit_{projection.name}_{workers}"
+    # two workers: two processes, each rebuilding its share of the partitions (one worker's
+    # rebuilds equal the live models in test_faults and test_five_have_crashes)
+    for projection in (Archive(), FiveHave()):
+        shadow = f"audit_{projection.name}"
         logged, told = log_size(bootstrap, url, projection.topics), []
-        # two workers: two processes, each rebuilding its share of the partitions
         applied = asyncio.run(replay(projection, bootstrap=bootstrap, database_url=url,
-                                     schema=shadow, workers=workers, progress=told.append))
+                                     schema=shadow, workers=2, progress=told.append))
         assert applied > 0
         assert sum(told) >= logged  # every record the log held when the rebuild began
         found = asyncio.run(diff(projection, bootstrap=bootstrap, database_url=url,
