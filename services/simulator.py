@@ -9,6 +9,7 @@ duplicates, and a few given a deadline nobody meets, so the SLA clock has work.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -44,14 +45,15 @@ PARTIES = [("张建国", "13807320001"), ("李秀英", None), ("王德明", "139
 
 
 def app_events(rng: random.Random, now: datetime) -> Iterator[dict[str, Any]]:
-    """An endless stream of what grid workers' phones publish: a patrol, sometimes a report."""
+    """An endless stream of what grid workers' phones publish: a patrol, sometimes a report,
+    of each kind of finding in turn (so a short run shows every kind, disputes included)."""
     grids = sorted(DEMO_GRIDS)
+    findings = itertools.cycle(FINDINGS)
     while True:
         grid = rng.choice(grids)
         started = now - timedelta(minutes=rng.randint(30, 180))
         patrol_id = f"patrol-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"
-        category, title, description = rng.choice(FINDINGS)
-        reported = rng.random() < 0.4
+        finding = next(findings) if rng.random() < 0.4 else None
         incident_id = f"inc-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"
         stops = rng.sample(CHECKPOINTS, 3)
         yield {
@@ -64,11 +66,12 @@ def app_events(rng: random.Random, now: datetime) -> Iterator[dict[str, Any]]:
                 "ended_at": (started + timedelta(minutes=60)).isoformat(),
                 "route": [{"name": s, "at": (started + timedelta(minutes=15 * i)).isoformat()}
                           for i, s in enumerate(stops)],
-                "findings": [{"note": title, "incident_id": incident_id}] if reported else [],
+                "findings": [{"note": finding[1], "incident_id": incident_id}] if finding else [],
             },
         }
-        if not reported:
+        if finding is None:
             continue
+        category, title, description = finding
         address = f"{''.join(DEMO_GRIDS[grid][2:])} {stops[1]}"
         if category == "dispute":
             event_type, version, payload = "dispute.reported", 1, {
@@ -177,8 +180,9 @@ class People:
 
 async def advance(client: httpx.AsyncClient, people: People, matters: dict[str, Matter],
                   rng: random.Random, budget: int) -> None:
-    """Move up to `budget` matters one step each, all at once, as many people would."""
-    chosen = rng.sample(list(matters.values()), min(budget, len(matters)))
+    """Move the `budget` oldest matters one step each, all at once, as many people would who
+    take the oldest matter first: every matter's story runs on to its end."""
+    chosen = list(matters.values())[:budget]
     for matter in chosen:
         if matter.retrying is None:
             step = next_step(matter, rng, datetime.now(UTC))

@@ -50,5 +50,7 @@ def test_the_simulator_reports_in_the_demo_places_and_carries_matters_to_closed(
     assert set(stages) <= {"reported", "assigned", "owned", "resolved", "closed+complete",
                            "rejected", "suspended"}, stages
     wait_until(lambda: stack.sql("select count(*) from five_have where grid = any(%s) and"
-                                 " kind = 'dispute' and mediations ? 'succeeded'",
-                                 list(DEMO_GRIDS))[0][0] >= 1, what="a dispute mediated")
+                                 " kind = 'dispute' and mediations ? 'succeeded' and"
+                                 " report_at >= %s - interval '4 hours'",
+                                 list(DEMO_GRIDS), started)[0][0] >= 1,
+               what="a simulated dispute mediated")
