@@ -285,16 +285,18 @@ class Stack:
 
     def _wait_ready(self, settings: Settings) -> None:
         deadline = time.monotonic() + 60
-        for port in (settings.ingest_port, settings.query_port):
-            while not self.stopping:
-                try:
-                    if httpx.get(f"{self._url(port)}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or any(c.exited() for c in self.children.values()):
-                    raise RuntimeError(f"services did not start; see {self.home / 'logs'}")
-                time.sleep(0.1)
+        with httpx.Client(timeout=1) as client:  # one: each new client loads the CA bundle
+            for port in (settings.ingest_port, settings.query_port):
+                while not self.stopping:
+                    try:
+                        if client.get(f"{self._url(port)}/health").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline or any(c.exited()
+                                                          for c in self.children.values()):
+                        raise RuntimeError(f"services did not start; see {self.home / 'logs'}")
+                    time.sleep(0.1)
 
     def _tokens(self, settings: Settings) -> dict[str, str]:
         return {

@@ -21,7 +21,7 @@ import xmltodict
 from georeport import GeoReport
 
 from events.envelope import Role
-from tests.stack import RunningStack, command, wait_until
+from tests.stack import RunningStack, command, http, wait_until
 
 NULLABLE_TEXT = {"type": ["string", "null"]}
 W3 = {"type": "string",
@@ -107,8 +107,7 @@ def xml_text(value: Any) -> str | None:
 
 
 def open311(stack: RunningStack, **headers: str) -> httpx.Client:
-    return httpx.Client(base_url=stack.info["ingest_url"] + "/open311/v2", headers=headers,
-                        timeout=30)
+    return http(stack.info["ingest_url"] + "/open311/v2", headers=headers)
 
 
 def a_request(**fields: Any) -> dict[str, Any]:

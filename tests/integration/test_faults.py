@@ -45,7 +45,7 @@ from projections.runner import Projection, Runner
 from projections.store import TP, Store
 from tests.lifecycles import lifecycle
 from tests.oracle import Oracle, archived, digests, in_timelines, mismatches
-from tests.stack import RunningStack, an_incident, wait_until
+from tests.stack import RunningStack, an_incident, http, wait_until
 
 SCALE = float(os.environ.get("GRIDGOV_CHAOS_SCALE", "1"))
 PACE = 0.2  # seconds between a loader's batches: a steady stream, not a flood
@@ -332,7 +332,8 @@ def test_an_event_id_is_one_event_through_ten_concurrent_copies_and_an_ingest_cr
 
 def _healthy(stack: RunningStack) -> bool:
     try:
-        return httpx.get(stack.info["ingest_url"] + "/health", timeout=1).status_code == 200
+        with http(stack.info["ingest_url"], timeout=1) as ingest:
+            return ingest.get("/health").status_code == 200
     except httpx.HTTPError:
         return False
 

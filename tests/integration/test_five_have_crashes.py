@@ -17,7 +17,7 @@ from projections.replay import replay
 from tests.lifecycles import lifecycle
 from tests.stack import RunningStack, wait_until
 
-EVENTS = 10_000  # ~1,400 matters: each kill lands with a fifth more of them to go
+EVENTS = 6_000  # ~850 matters: each kill lands with a fifth more of them to go
 
 
 def chains_under(stack: RunningStack, county: str, schema: str = "public") -> list[Any]:
@@ -52,7 +52,7 @@ def test_the_chain_after_repeated_kill_9_equals_a_rebuild_from_offset_0(
         return int(stack.sql("select count(*) from five_have where grid like %s",
                              county + "/%")[0][0])
 
-    while projected() < len(incidents) * 0.75 and kills < 3:
+    while projected() < len(incidents) * 0.75 and kills < 2:
         pid = stack.reload()["pids"]["projector-five_have"]
         wait_until(lambda k=kills: projected() > (k + 1) * len(incidents) // 5,
                    timeout=120, what="the chain projector to progress")

@@ -12,7 +12,7 @@ from events.envelope import Role
 from projections.archive import Head, verify
 from tests.stack import RunningStack, an_incident, wait_until
 
-EVENTS = 20_000
+EVENTS = 10_000
 
 
 def test_the_archive_holds_every_event_once_after_repeated_kill_9(stack: RunningStack) -> None:
@@ -38,7 +38,7 @@ def test_the_archive_holds_every_event_once_after_repeated_kill_9(stack: Running
     kills = 0
     while loader.is_alive() and kills < 4:
         pid = stack.reload()["pids"]["projector-archive"]
-        wait_until(lambda k=kills: stack.archived_under(county) > k * 2000
+        wait_until(lambda k=kills: stack.archived_under(county) > k * 1000
                    or not loader.is_alive(),
                    timeout=60, what="the projector to make progress")
         os.kill(pid, signal.SIGKILL)

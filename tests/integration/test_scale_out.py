@@ -25,9 +25,9 @@ from projections import sla
 from projections.matters import FiveHave
 from projections.replay import diff, fresh_schema
 from tests.lifecycles import lifecycle
-from tests.stack import RunningStack, free_port, wait_until
+from tests.stack import RunningStack, free_port, http, wait_until
 
-EVENTS = 20_000
+EVENTS = 10_000
 PROJECTION = FiveHave.name
 SHADOW = "scale_out_five_have"
 
@@ -63,7 +63,8 @@ class Worker:
 
 def metrics(url: str) -> list[Any]:
     try:
-        text = httpx.get(url, timeout=5).text
+        with http(url, timeout=5) as worker:
+            text = worker.get("").text
     except httpx.HTTPError:
         return []
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
