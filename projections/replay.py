@@ -280,7 +280,7 @@ def compare(conn: psycopg.Connection[Any], projection: Projection, shadow: str,
 
 
 async def diff(projection: Projection, *, bootstrap: str | None, database_url: str,
-               shadow: str) -> list[TableDiff]:
+               shadow: str, workers: int = 1) -> list[TableDiff]:
     """The live read model against its rebuild at the same log position: the live projector
     is held at its watermark (its offsets locked) while the rebuild catches up to it and the
     tables are compared. An empty diff is the proof the read model is a function of the log."""
@@ -294,7 +294,7 @@ async def diff(projection: Projection, *, bootstrap: str | None, database_url: s
                                    .format(sql.Identifier(shadow)), [projection.name])
             ahead = any(o > watermark.get((t, p), 0) for t, p, o in rebuilt.fetchall())
             await replay(projection, bootstrap=bootstrap, database_url=database_url,
-                         schema=shadow, until=watermark, fresh=ahead)
+                         schema=shadow, until=watermark, fresh=ahead, workers=workers)
         return compare(conn, projection, shadow)
 
 
@@ -303,7 +303,8 @@ class PromotionRefused(RuntimeError):
 
 
 async def promote(projection: Projection, *, bootstrap: str, database_url: str, shadow: str,
-                  actor: Actor, reason: str | None = None) -> list[TableDiff]:
+                  actor: Actor, reason: str | None = None, workers: int = 1
+                  ) -> list[TableDiff]:
     """Blue/green: swap a rebuilt read model in for the live one, atomically.
 
     The live projector is held at its watermark while the rebuild catches up to it and the
@@ -316,7 +317,7 @@ async def promote(projection: Projection, *, bootstrap: str, database_url: str, 
                             " where projection = %s for update", [projection.name]).fetchall()
         watermark = {(t, p): o for t, p, o in rows}
         await replay(projection, bootstrap=bootstrap, database_url=database_url,
-                     schema=shadow, until=watermark, fresh=False)
+                     schema=shadow, until=watermark, fresh=False, workers=workers)
         found = compare(conn, projection, shadow)
         if not all(t.empty for t in found):
             if not reason:

@@ -142,6 +142,13 @@ def audit_history(aggregate_id: str) -> None:
             click.echo(orjson.dumps(history_row(row)).decode())
 
 
+#: how many processes a rebuild (or the catch-up before a diff, a promotion, an as-of) takes
+workers_option = click.option(
+    "--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+    help="processes sharing the partitions: up to one per core (the live stack shares those"
+         " cores)")
+
+
 @audit.command("replay")
 @click.argument("projection")
 @click.option("--into", "schema", default=None, help="schema to rebuild into [replay_NAME]")
@@ -149,9 +156,7 @@ def audit_history(aggregate_id: str) -> None:
                                                        "%Y-%m-%d %H:%M%z"]), default=None,
               help="only what the platform had recorded by then, e.g. 2023-12-31T23:59:00+0800")
 @click.option("--from-archive", is_flag=True, help="read the archive, not the broker")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="processes sharing the partitions: up to one per core (the live stack"
-                   " shares those cores)")
+@workers_option
 def audit_replay(projection: str, schema: str | None, as_of: Any, from_archive: bool,
                  workers: int) -> None:
     """Rebuild a projection from offset 0 into a schema of its own, with progress and rate."""
@@ -177,7 +182,8 @@ def audit_replay(projection: str, schema: str | None, as_of: Any, from_archive: 
 @audit.command("diff")
 @click.argument("projection")
 @click.option("--shadow", default=None, help="the rebuilt schema [replay_NAME]")
-def audit_diff(projection: str, shadow: str | None) -> None:
+@workers_option
+def audit_diff(projection: str, shadow: str | None, workers: int) -> None:
     """Row by row, live against its rebuild caught up to the live watermark; exits 1 unless
     every table is identical."""
     from projections import replay
@@ -185,7 +191,8 @@ def audit_diff(projection: str, shadow: str | None) -> None:
     settings = load_settings()
     found = asyncio.run(replay.diff(
         _projection(projection), bootstrap=settings.kafka_bootstrap,
-        database_url=settings.database_url or "", shadow=shadow or f"replay_{projection}"))
+        database_url=settings.database_url or "", shadow=shadow or f"replay_{projection}",
+        workers=workers))
     for table in found:
         click.echo(f"{table.table:<20} only live {table.only_live:>7}"
                    f"  only rebuilt {table.only_shadow:>7}")
@@ -201,7 +208,9 @@ def audit_diff(projection: str, shadow: str | None) -> None:
 @click.option("--shadow", default=None, help="the rebuilt schema [replay_NAME]")
 @click.option("--reason", default=None, help="why a rebuild that differs should win")
 @click.option("--by", "by", default="admin-cli", help="who promotes (recorded in the log)")
-def audit_promote(projection: str, shadow: str | None, reason: str | None, by: str) -> None:
+@workers_option
+def audit_promote(projection: str, shadow: str | None, reason: str | None, by: str,
+                  workers: int) -> None:
     """Blue/green: swap a rebuild in for the live read model; refused (exit 1) if they differ
     and no --reason is given, which is then recorded in the log."""
     from events.envelope import Actor
@@ -213,7 +222,7 @@ def audit_promote(projection: str, shadow: str | None, reason: str | None, by: s
         found = asyncio.run(replay.promote(
             _projection(projection), bootstrap=settings.kafka_bootstrap or "",
             database_url=settings.database_url or "", shadow=shadow,
-            actor=Actor(id=by, role=Role.admin), reason=reason))
+            actor=Actor(id=by, role=Role.admin), reason=reason, workers=workers))
     except replay.PromotionRefused as refused:
         click.echo(f"refused: the rebuild differs ({refused}); give --reason to promote anyway")
         raise SystemExit(1) from None
@@ -229,7 +238,8 @@ def audit_promote(projection: str, shadow: str | None, reason: str | None, by: s
               help="e.g. 2023-12-31T23:59:00+0800")
 @click.option("--place", required=True)
 @click.option("--period", "period_", required=True)
-def audit_as_of(moment: Any, place: str, period_: str) -> None:
+@workers_option
+def audit_as_of(moment: Any, place: str, period_: str, workers: int) -> None:
     """What the dashboard said then: the figures from what had been recorded by that moment."""
     from projections import replay
     from projections.matters import FiveHave
@@ -243,7 +253,7 @@ def audit_as_of(moment: Any, place: str, period_: str) -> None:
     async def figure() -> dict[str, Any]:
         await replay.replay(FiveHave(), bootstrap=settings.kafka_bootstrap,
                             database_url=settings.database_url or "", schema="asof_five_have",
-                            as_of=moment)
+                            as_of=moment, workers=workers)
         store = await Store(settings.database_url or "", schema="asof_five_have").open()
         try:
             async with store.cursor() as cur:

@@ -289,7 +289,7 @@ def test_the_audit_cli_walks_replays_diffs_and_proves_a_digest(stack: RunningSta
     compared = gridgov("diff", "archive", "--shadow", "audit_cli")
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "identical" in compared.stdout
-    promoted = gridgov("promote", "archive", "--shadow", "audit_cli")
+    promoted = gridgov("promote", "archive", "--shadow", "audit_cli", "--workers", "2")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert "identical to the live model" in promoted.stdout
 
