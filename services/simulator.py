@@ -293,7 +293,9 @@ async def simulate(settings: Settings, ingest_url: str, *, rate: float, seconds:
                     if result["status"] == 201 and event["event_type"].endswith(".reported"):
                         matters[event["aggregate_id"]] = Matter(
                             event["aggregate_id"], grid, event["event_type"].split(".")[0])
-            await advance(client, people, matters, rng, budget=max(2, int(rate)))
+            # a matter takes five or six steps and about one event in four is a report:
+            # twice the rate in steps a tick keeps up, so the backlog does not grow all day
+            await advance(client, people, matters, rng, budget=max(2, 2 * int(rate)))
             for _ in range(max(1, int(rate) // 10)):
                 await households(client, people, rng, claimed)
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
