@@ -45,7 +45,7 @@ class FiveHave:
         read, taken = conn.cursor(), conn.cursor()
         async with conn.pipeline():  # answers are read once it ends: one round trip
             if touched:
-                await _lock(cur, touched)
+                await lock_matters(cur, touched)
                 # the events this batch added are parsed already: only earlier ones come back
                 await read.execute(
                     "select incident_id, event_id, case when event_id = any(%b) then null"
@@ -95,13 +95,14 @@ async def _add_to_timelines(cur: Cursor, deliveries: Sequence[Delivery]
     return [(i, events[event_id]) for i, event_id in await cur.fetchall()]
 
 
-async def _lock(cur: Cursor, incidents: Sequence[str]) -> None:
+async def lock_matters(cur: Cursor, incidents: Sequence[str]) -> None:
     """A patrol's findings touch incidents of other partitions, which another worker of this
     projection may be refolding now: each matter is read and refolded under its own lock
     (taken in one order, so two batches cannot deadlock), so neither misses the event the
-    other added."""
+    other added. The lock names the schema too: a rebuild in a schema of its own shares no
+    rows with the live chain, and neither waits for the other's matters."""
     await cur.execute(
-        "select pg_advisory_xact_lock(5, h) from"
+        "select pg_advisory_xact_lock(hashtext(current_schema()), h) from"
         " (select distinct hashtext(i) as h from unnest(%b::text[]) as u(i) order by h) m",
         [incidents],
     )

@@ -22,7 +22,7 @@ from projections import sla
 from projections.archive import Archive
 from projections.audit import check_digest, digest, verify_archive
 from projections.live import CHANNEL
-from projections.matters import FiveHave
+from projections.matters import FiveHave, lock_matters
 from projections.periods import period
 from projections.replay import (
     REBUILD_COLLECTION,
@@ -341,6 +341,30 @@ def test_a_rebuild_collects_seldom_while_it_runs_and_gives_the_thresholds_back(
                               schema="audit_collected")) > 0
     assert watched.thresholds and set(watched.thresholds) == {REBUILD_COLLECTION}
     assert gc.get_threshold() == before != REBUILD_COLLECTION
+
+
+def test_a_rebuild_never_waits_for_a_matter_the_live_chain_holds(stack: RunningStack) -> None:
+    """The live chain's workers lock each matter they refold; a rebuild's schema is a room of
+    its own, where the same matter is free while the live one stays taken."""
+    url = stack.info["database_url"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create schema if not exists lock_probe")
+
+    async def takes(schema: str | None) -> bool:
+        async with await psycopg.AsyncConnection.connect(url, **in_schema(schema)) as conn:
+            await conn.execute("set lock_timeout = '1s'")
+            try:
+                await lock_matters(conn.cursor(), ["inc-held-by-live"])
+            except psycopg.errors.LockNotAvailable:
+                return False
+            return True
+
+    async def probe() -> tuple[bool, bool]:
+        async with await psycopg.AsyncConnection.connect(url) as live:
+            await lock_matters(live.cursor(), ["inc-held-by-live"])  # until live commits
+            return await takes("lock_probe"), await takes(None)
+
+    assert asyncio.run(probe()) == (True, False)
 
 
 def test_a_rebuild_tells_no_live_dashboard_of_the_history_it_reads(
