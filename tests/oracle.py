@@ -167,17 +167,18 @@ def digests(conn: psycopg.Connection[Any], projection: Projection,
     return out
 
 
-def live_and_rebuilt(stack: RunningStack, projection: Projection,
-                     shadow: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The live read model's digests and those of a rebuild from offset 0 up to the same
-    watermark, taken while the live projector is held there (its offsets locked)."""
+def live_and_rebuilt(stack: RunningStack, projection: Projection, shadow: str,
+                     fresh: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """The live read model's digests and those of a rebuild from offset 0 (not `fresh`: on
+    from where `shadow`'s rebuild stopped) up to the same watermark, taken while the live
+    projector is held there (its offsets locked)."""
     url = stack.info["database_url"]
     with psycopg.connect(url) as conn, conn.transaction():
         rows = conn.execute("select topic, partition, next_offset from projection_offsets"
                             " where projection = %s for update", [projection.name]).fetchall()
         watermark = {(t, p): o for t, p, o in rows}
         asyncio.run(replay(projection, bootstrap=stack.info["kafka_bootstrap"],
-                           database_url=url, schema=shadow, until=watermark))
+                           database_url=url, schema=shadow, until=watermark, fresh=fresh))
         return digests(conn, projection), digests(conn, projection, shadow)
 
 

@@ -28,6 +28,7 @@ import httpx
 import psycopg
 import pytest
 from kafka import KafkaProducer
+from psycopg import sql
 
 from events.catalog import event_from_json
 from events.codec import MAX_EVENT_BYTES
@@ -44,7 +45,14 @@ from projections.resolution_rates import local_day
 from projections.runner import Projection, Runner
 from projections.store import TP, Store
 from tests.lifecycles import lifecycle
-from tests.oracle import Oracle, archived, digests, in_timelines, mismatches
+from tests.oracle import (
+    Oracle,
+    archived,
+    digests,
+    in_timelines,
+    live_and_rebuilt,
+    mismatches,
+)
 from tests.stack import RunningStack, an_incident, http, wait_until
 
 SCALE = float(os.environ.get("GRIDGOV_CHAOS_SCALE", "1"))
@@ -622,6 +630,38 @@ def test_postgres_crashing_twice_mid_stream_pauses_projectors_and_skips_nothing(
     assert anomalies == []
     print(f"scenario 2: stalls after PostgreSQL came back {[round(s, 1) for s in stalls]} s;"  # noqa: T201
           f" {len(oracle.acked)} acknowledged, {len(refusals)} refused answers")
+
+
+# -- a rebuild's unlogged tables through a PostgreSQL crash ---------------------------------
+def test_a_rebuild_cut_off_by_a_postgres_crash_comes_back_empty_and_carries_on_from_0(
+    chaos: Chaos,
+) -> None:
+    """A rebuild writes no WAL (its tables are unlogged): crash recovery empties each of them,
+    its offsets with them, so the replay run again carries on from offset 0, never from an
+    offset whose rows were lost, and ends equal to the live model."""
+    stack, shadow = chaos.stack, "crashed_archive"
+    county, grids = a_county(random.Random())
+    with stack.ingest(stack.token(Role.worker, county)) as phone:
+        answer = phone.post("/v1/events/batch", json={"events": [
+            an_incident(random.choice(grids)) for _ in range(200)]})  # noqa: S311
+        assert answer.json()["accepted"] == 200
+    url = stack.info["database_url"]
+    asyncio.run(replay(Archive(), bootstrap=stack.info["kafka_bootstrap"], database_url=url,
+                       schema=shadow))
+
+    def rows() -> dict[str, int]:
+        with psycopg.connect(url) as conn:
+            return {table: conn.execute(sql.SQL("select count(*) from {}.{}").format(
+                sql.Identifier(shadow), sql.Identifier(table))).fetchone()[0]  # type: ignore[index]
+                for table in [*Archive.tables, "projection_offsets"]}
+
+    before = rows()
+    assert before["archive"] > 0 and before["projection_offsets"] > 0, before
+    stack.crash_postgres()
+    stack.start_postgres()
+    assert rows() == dict.fromkeys(before, 0)
+    live, rebuilt = live_and_rebuilt(stack, Archive(), shadow, fresh=False)
+    assert rebuilt == live
 
 
 # -- scenario 5: phones syncing hours and weeks late; a resolve before its report ------------
