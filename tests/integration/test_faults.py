@@ -641,10 +641,13 @@ def test_a_rebuild_cut_off_by_a_postgres_crash_comes_back_empty_and_carries_on_f
     offset whose rows were lost, and ends equal to the live model."""
     stack, shadow = chaos.stack, "crashed_archive"
     county, grids = a_county(random.Random())
-    with stack.ingest(stack.token(Role.worker, county)) as phone:
-        answer = phone.post("/v1/events/batch", json={"events": [
-            an_incident(random.choice(grids)) for _ in range(200)]})  # noqa: S311
-        assert answer.json()["accepted"] == 200
+    batch = {"events": [an_incident(random.choice(grids)) for _ in range(200)]}  # noqa: S311
+
+    def sent() -> bool:  # again after the crash: the same events, every one a duplicate
+        with stack.ingest(stack.token(Role.worker, county)) as phone:
+            return phone.post("/v1/events/batch", json=batch).status_code == 200
+
+    assert sent()
     url = stack.info["database_url"]
     asyncio.run(replay(Archive(), bootstrap=stack.info["kafka_bootstrap"], database_url=url,
                        schema=shadow))
@@ -662,6 +665,8 @@ def test_a_rebuild_cut_off_by_a_postgres_crash_comes_back_empty_and_carries_on_f
     assert rows() == dict.fromkeys(before, 0)
     live, rebuilt = live_and_rebuilt(stack, Archive(), shadow, fresh=False)
     assert rebuilt == live
+    # the next scenario's phones find ingest writing again
+    wait_until(sent, timeout=60, what="ingest to accept again after PostgreSQL came back")
 
 
 # -- scenario 5: phones syncing hours and weeks late; a resolve before its report ------------
