@@ -21,7 +21,7 @@ from services import auth
 from services.errors import Unauthenticated
 from tests.forged_tokens import forgeries
 from tests.integration.test_access_matrix import READS, Objects
-from tests.stack import RunningStack, a_place, an_incident, http, wait_until
+from tests.stack import RunningStack, a_place, an_incident, wait_until
 
 CURRENT, PREVIOUS = "Cq7-current-Hk2vR9xLw4Zp8nB3mT6yC1" * 2, "Pv5-previous-Jd8sF2gK6hQ1wE9rT3y" * 2
 BURST = 40  # more than the access matrix's reads, so one subject can walk them all once
@@ -63,18 +63,13 @@ def refused_everywhere(stack: RunningStack, token: str,
     """Every operation that did not refuse the token as unauthenticated (Open311: 403), on
     one kept-alive connection per service."""
     wrong = []
-    clients = {service: http(stack.info[f"{service}_url"],
-                             headers={"authorization": f"Bearer {token}"})
-               for service in ("ingest", "query")}
-    try:
+    with stack.ingest(token) as ingest, stack.query(token) as query:
+        clients = {"ingest": ingest, "query": query}
         for service, method, path in operations or every_operation(stack):
             answer = clients[service].request(method, path)
             expected = 403 if path.startswith("/open311/") else 401
             if answer.status_code != expected:
                 wrong.append(f"{method} {path}: {answer.status_code} {answer.text[:200]}")
-    finally:
-        for client in clients.values():
-            client.close()
     return wrong
 
 
