@@ -72,8 +72,7 @@ def fresh_schema(database_url: str, schema: str) -> None:
         name = sql.Identifier(schema)
         conn.execute(sql.SQL("drop schema if exists {} cascade").format(name))
         conn.execute(sql.SQL("create schema {}").format(name))
-    migrate(database_url, schema=schema)
-    with psycopg.connect(database_url, autocommit=True) as conn:
+        migrate(database_url, schema=schema)
         for (table,) in conn.execute("select tablename from pg_tables where schemaname = %s",
                                      [schema]).fetchall():
             conn.execute(sql.SQL("alter table {}.{} set unlogged").format(
