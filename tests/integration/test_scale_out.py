@@ -27,7 +27,7 @@ from projections.replay import diff, fresh_schema
 from tests.lifecycles import lifecycle
 from tests.stack import RunningStack, free_port, http, wait_until
 
-EVENTS = 10_000
+EVENTS = 20_000
 PROJECTION = FiveHave.name
 SHADOW = "scale_out_five_have"
 
