@@ -127,6 +127,9 @@ class Archive:
         "archive_duplicates": "event_id, topic, partition, same_body",
     }
 
+    async def settle(self, cur: Cursor) -> None:
+        """A rebuild's batches hold nothing back: each is archived as it comes."""
+
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         tps = sorted({(d.record.topic, d.record.partition) for d in deliveries})
         async with cur.connection.pipeline():  # both questions in one round trip

@@ -6,32 +6,19 @@ dashboard never hears of a change the read models do not hold.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from events.envelope import Event
+from projections.rebuilding import is_rebuilding
 from projections.store import Cursor
 
 CHANNEL = "gridgov_live"
 NEWEST = 20  # how many of a batch's events the ticker shows
 LIMIT = 7500  # bytes: PostgreSQL refuses a NOTIFY payload of 8000 or more
 SOMEWHERE = "*"  # the place a batch names when even its counties do not fit: every scope
-_rebuilding: ContextVar[bool] = ContextVar("rebuilding", default=False)
-
-
-@contextmanager
-def unannounced() -> Iterator[None]:
-    """A rebuild writes a schema of its own, from the start of the log: the channel is the live
-    models', and a supervisor's ticker would show the history as news."""
-    token = _rebuilding.set(True)
-    try:
-        yield
-    finally:
-        _rebuilding.reset(token)
 
 
 def headline(event: Event[Any]) -> dict[str, Any]:
@@ -62,5 +49,5 @@ def message(events: Sequence[Event[Any]]) -> bytes:
 
 
 async def announce(cur: Cursor, events: Sequence[Event[Any]]) -> None:
-    if events and not _rebuilding.get():
+    if events and not is_rebuilding():  # a rebuild's news is history
         await cur.execute("select pg_notify(%s, %s)", [CHANNEL, message(events).decode()])

@@ -73,6 +73,11 @@ class FiveHave:
             await live.announce(cur, [d.event for d in deliveries])
 
 
+    async def settle(self, cur: Cursor) -> None:
+        """A rebuild's batches hold their rate moves back: rolled up once, at its end."""
+        await resolution_rates.roll_up_held(cur)
+
+
 async def _add_to_timelines(cur: Cursor, deliveries: Sequence[Delivery]
                             ) -> list[tuple[str, Event[Any]]]:
     """Each event into the timeline of every incident it belongs to: the (incident, event)

@@ -271,6 +271,9 @@ class PointsLedger:
                            " published_at, published_by",
     }
 
+    async def settle(self, cur: Cursor) -> None:
+        """A rebuild's batches hold nothing back: each batch moves the balances it touches."""
+
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         """Add the batch to the timelines; refold every touched account and ranking."""
         # as `matters` keeps its timelines: the record's own bytes (a read upcasts them), and

@@ -34,7 +34,7 @@ from events.log import (
     partitions_of,
     use_auth,
 )
-from projections import live
+from projections.rebuilding import rebuilding
 from projections.runner import Delivery, Projection, Runner
 from projections.store import TP, Cursor, Store, migrate
 
@@ -175,6 +175,9 @@ class AsOf:
         if known:
             await self.projection.write(cur, known)
 
+    async def settle(self, cur: Cursor) -> None:
+        await self.projection.settle(cur)
+
 
 async def replay(projection: Projection, *, bootstrap: str | None, database_url: str,
                  schema: str, as_of: datetime | None = None, until: dict[TP, int] | None = None,
@@ -236,11 +239,13 @@ async def _replay_share(projection: Projection, bootstrap: str | None, database_
     # the next batch is read while this one is written: the two take turns on one core otherwise
     ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
     try:
-        with seldom_collected(), live.unannounced():
+        with seldom_collected(), rebuilding():
             while (batch := await ahead) is not None:
                 ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
                 applied += (await runner.apply(batch)).applied
                 progress(len(batch))
+            async with store.transaction() as cur:  # what the batches held back, rolled up
+                await seen.settle(cur)
     finally:
         await asyncio.wait([ahead])  # a generator still running in its thread cannot be closed
         batches.close()

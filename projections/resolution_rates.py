@@ -30,6 +30,7 @@ from events.incident import (
 )
 from events.patrol import PatrolLogged
 from projections.five_have import Chain, evolve, in_order
+from projections.rebuilding import is_rebuilding
 from projections.sla import LOCAL
 from projections.store import Cursor
 
@@ -249,13 +250,7 @@ async def take_back(cur: Cursor, matters: Sequence[str],
             " on conflict do nothing returning event_id",
             list(map(list, zip(*[(f.measure, f.day, f.grid, f.incident_id, f.event_id)
                                  for f in walked], strict=True))))
-    # where `record` COPYs a batch's moves
-    await cur.execute(
-        "create temporary table if not exists grid_moves (grid text, day date,"
-        " measure text, n bigint, micros bigint) on commit delete rows")
-    await cur.execute(
-        "create temporary table if not exists rate_moves (place text, depth int, day date,"
-        " measure text, n bigint, total numeric) on commit delete rows")
+    await _moves_tables(cur)
 
     async def answers() -> tuple[list[Fact], list[Fact]]:
         old = [Fact(*row) for row in await taken.fetchall()] if matters else []
@@ -264,11 +259,22 @@ async def take_back(cur: Cursor, matters: Sequence[str],
     return answers
 
 
+async def _moves_tables(cur: Cursor) -> None:
+    """Where `record` COPYs a batch's moves, and `roll_up` spreads them over the places."""
+    await cur.execute(
+        "create temporary table if not exists grid_moves (grid text, day date,"
+        " measure text, n bigint, micros bigint) on commit delete rows")
+    await cur.execute(
+        "create temporary table if not exists rate_moves (place text, depth int, day date,"
+        " measure text, n bigint, total numeric) on commit delete rows")
+
+
 async def record(cur: Cursor, new: Sequence[Fact], old: Sequence[Fact],
                  patrolled: Sequence[Fact]) -> bool:
     """Write the touched matters' facts again (`new`, after `take_back`) and COPY how they
     and the patrols' new facts move each grid, day and measure; whether anything moved, for
-    `roll_up` to add to the places above."""
+    `roll_up` to add to the places above. A rebuild holds the moves back instead, with its
+    batch's offsets, for `roll_up_held` to add up at its end: nothing for `roll_up` now."""
     if new:  # binary, as the archive: no text for the days, ids and values
         async with cur.copy(f"copy rate_facts ({FACT_COLUMNS}) from stdin (format binary)"
                             ) as copy:
@@ -277,15 +283,35 @@ async def record(cur: Cursor, new: Sequence[Fact], old: Sequence[Fact],
                 await copy.write_row((f.measure, f.day, f.grid, f.incident_id, f.event_id,
                                       f.value))
     moved = moves([*new, *patrolled], old)
+    held = is_rebuilding()
     if moved:
         # COPY, then one upsert: a batch moves thousands of (grid, day, measure) keys, and
         # psycopg formats COPY rows in C but array parameters in Python
-        async with cur.copy("copy grid_moves (grid, day, measure, n, micros) from stdin"
-                            " (format binary)") as copy:
+        async with cur.copy(f"copy {'held_moves' if held else 'grid_moves'}"
+                            " (grid, day, measure, n, micros) from stdin (format binary)"
+                            ) as copy:
             copy.set_types(["text", "date", "text", "int8", "int8"])
             for move in moved:
                 await copy.write_row(move)
-    return bool(moved)
+    return bool(moved) and not held
+
+
+async def roll_up_held(cur: Cursor) -> None:
+    """Roll up at once every move a rebuild held back, added up per grid, day and measure.
+
+    Rolled up batch by batch, a rebuild upserted each batch's keys into the daily and monthly
+    rows of every place above them: ~¾ of PostgreSQL's time, 5 upserts per event, in a
+    rebuild of 30,000 events. Added up first, each key is rolled up once. The sums are the
+    same (the rollup only adds), so the rows are those the live chain holds. The moves are
+    taken out in the statement that adds them up, so a worker ending while another still
+    holds moves back rolls up only what it took."""
+    await _moves_tables(cur)
+    await cur.execute(
+        "with taken as (delete from held_moves returning *)"
+        " insert into grid_moves select grid, day, measure, sum(n), sum(micros) from taken"
+        " group by 1, 2, 3")
+    if cur.rowcount:
+        await roll_up(cur, patrolled=True)
 
 
 async def roll_up(cur: Cursor, *, patrolled: bool) -> None:

@@ -66,6 +66,9 @@ class Projection(Protocol):
     async def write(self, cur: Cursor, deliveries: Sequence[Delivery]) -> None:
         """Apply a batch to the read model inside the runner's transaction."""
 
+    async def settle(self, cur: Cursor) -> None:
+        """After a rebuild's last batch: finish what its batches held back (`rebuilding`)."""
+
 
 DeadLetter = Callable[[str, Sequence[tuple[Record, str]]], Awaitable[None]]
 

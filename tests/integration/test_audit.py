@@ -343,6 +343,62 @@ def test_a_rebuild_collects_seldom_while_it_runs_and_gives_the_thresholds_back(
     assert gc.get_threshold() == before != REBUILD_COLLECTION
 
 
+class Held(FiveHave):
+    """The chain projection, noting after each batch what its schema holds for one grid:
+    (daily rate rows, rate moves held back)."""
+
+    def __init__(self, grid: str) -> None:
+        self.grid, self.held = grid, []
+
+    async def write(self, cur: Any, deliveries: Any) -> None:
+        await super().write(cur, deliveries)
+        await cur.execute("select (select count(*) from rate_daily where place = %s),"
+                          " (select count(*) from held_moves where grid = %s)",
+                          [self.grid, self.grid])
+        self.held.append(await cur.fetchone())
+
+
+def test_a_rebuild_rolls_its_rates_up_once_at_its_end_and_again_when_it_carries_on(
+        stack: RunningStack, grid: str, worker: str) -> None:
+    """A rebuild holds its batches' rate moves back and rolls them up at its end; carried on
+    from there (as `diff` and `promote` do), it rolls up what came since onto those rows. Its
+    figures are the live ones, a grid-day patrolled twice counted once."""
+    url, bootstrap, rng = stack.info["database_url"], stack.info["kafka_bootstrap"], \
+        random.Random(8)
+    topics = FiveHave.topics
+
+    def rates(schema: str) -> list[tuple[Any, ...]]:
+        return stack.sql(f"select 'daily', place, day, measure, n, total::text from"  # noqa: S608
+                         f" {schema}.rate_daily where place = %s union all"
+                         f" select 'monthly', place, day, measure, n, total::text from"
+                         f" {schema}.rate_monthly where place = %s order by 1, 2, 3, 4",
+                         grid, grid)
+
+    def published(started: datetime) -> dict[tuple[str, int], int]:
+        stack.publish(lifecycle(RULES, grid, rng, started))
+        with stack.ingest(worker) as phone:
+            assert phone.post("/v1/events", json=a_patrol(grid)).status_code == 201
+        wait_until(lambda: stack.caught_up(FiveHave.name, *topics),
+                   what="the live chain to hold the grid's events")
+        return {(tp.topic, tp.partition): o for tp, o in stack.log_ends(*topics).items()}
+
+    half, held = published(datetime.now(UTC) - timedelta(days=2)), Held(grid)
+    asyncio.run(replay(held, bootstrap=bootstrap, database_url=url, schema="audit_held",
+                       until=half))
+    assert all(daily == 0 for daily, _ in held.held), held.held  # held back, not rolled up
+    assert held.held[-1][1] > 0, held.held
+    assert stack.sql("select count(*) from audit_held.held_moves") == [(0,)]
+    assert rates("audit_held") == rates("public") != []
+
+    published(datetime.now(UTC) - timedelta(days=1))
+    asyncio.run(replay(FiveHave(), bootstrap=bootstrap, database_url=url,
+                       schema="audit_held", fresh=False))
+    assert rates("audit_held") == rates("public")
+    patrolled = [(grain, n) for grain, _, _, measure, n, _ in rates("audit_held")
+                 if measure == "grid_days_patrolled"]
+    assert {n for grain, n in patrolled if grain == "daily"} == {1}, patrolled
+
+
 def test_a_rebuild_never_waits_for_a_matter_the_live_chain_holds(stack: RunningStack) -> None:
     """The live chain's workers lock each matter they refold; a rebuild's schema is a room of
     its own, where the same matter is free while the live one stays taken."""
