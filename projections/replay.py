@@ -190,6 +190,8 @@ async def replay(projection: Projection, *, bootstrap: str | None, database_url:
     applied."""
     if fresh:
         await asyncio.to_thread(fresh_schema, database_url, schema)
+    else:  # a rebuild carried on by a newer release than began it: the tables it lacks
+        await asyncio.to_thread(migrate, database_url, schema=schema)
     if workers == 1:
         return await _replay_share(projection, bootstrap, database_url, schema, as_of, until,
                                    (0, 1), progress)

@@ -398,6 +398,16 @@ def test_a_rebuild_rolls_its_rates_up_once_at_its_end_and_again_when_it_carries_
                  if measure == "grid_days_patrolled"]
     assert {n for grain, n in patrolled if grain == "daily"} == {1}, patrolled
 
+    # carried on by a newer release than began it: the schema gets the tables it lacks
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop table audit_held.held_moves")
+        conn.execute("delete from audit_held.schema_migrations where name = '013_held_moves.sql'")
+    held_to = {(t, p): o for t, p, o in stack.sql(
+        "select topic, partition, next_offset from audit_held.projection_offsets")}
+    asyncio.run(replay(FiveHave(), bootstrap=bootstrap, database_url=url, schema="audit_held",
+                       until=held_to, fresh=False))
+    assert stack.sql("select count(*) from audit_held.held_moves") == [(0,)]
+
 
 def test_a_rebuild_never_waits_for_a_matter_the_live_chain_holds(stack: RunningStack) -> None:
     """The live chain's workers lock each matter they refold; a rebuild's schema is a room of
