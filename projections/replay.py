@@ -65,7 +65,9 @@ def fresh_schema(database_url: str, schema: str) -> None:
     A rebuild is written to be compared, and promoted at most once: written to the WAL, a
     million-event rebuild wrote ~10 KB of it per event, most of it full-page images of the
     growing indexes. A crash empties unlogged tables, the rebuild's offsets with them, so a
-    rebuild cut short by one starts again from 0; `promote` logs what it promotes first."""
+    rebuild cut short by one starts again from 0; `promote` logs what it promotes first. The
+    list of migrations applied stays logged: emptied, it would have a rebuild carried on
+    (`replay(fresh=False)`) create every table again."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema) or schema == "public":
         raise ValueError(f"not a replay schema name: {schema!r}")
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -73,7 +75,8 @@ def fresh_schema(database_url: str, schema: str) -> None:
         conn.execute(sql.SQL("drop schema if exists {} cascade").format(name))
         conn.execute(sql.SQL("create schema {}").format(name))
         migrate(database_url, schema=schema)
-        for (table,) in conn.execute("select tablename from pg_tables where schemaname = %s",
+        for (table,) in conn.execute("select tablename from pg_tables where schemaname = %s"
+                                     " and tablename <> 'schema_migrations'",
                                      [schema]).fetchall():
             conn.execute(sql.SQL("alter table {}.{} set unlogged").format(
                 name, sql.Identifier(table)))

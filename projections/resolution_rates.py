@@ -304,8 +304,11 @@ async def roll_up_held(cur: Cursor) -> None:
     rebuild of 30,000 events. Added up first, each key is rolled up once. The sums are the
     same (the rollup only adds), so the rows are those the live chain holds. The moves are
     taken out in the statement that adds them up, so a worker ending while another still
-    holds moves back rolls up only what it took."""
+    holds moves back rolls up only what it took; two workers ending at once take turns (two
+    deletes of one large table can scan it from different places, each waiting for a row
+    the other took: a deadlock)."""
     await _moves_tables(cur)
+    await cur.execute("select pg_advisory_xact_lock(hashtext(current_schema() || '.held_moves'))")
     await cur.execute(
         "with taken as (delete from held_moves returning *)"
         " insert into grid_moves select grid, day, measure, sum(n), sum(micros) from taken"

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 
 from events.envelope import Actor, Role, covers
 from projections import sla
@@ -33,7 +34,7 @@ from projections.replay import (
     promote,
     replay,
 )
-from projections.resolution_rates import figures
+from projections.resolution_rates import figures, roll_up_held
 from projections.store import Store, in_schema
 from services.rates import counts_of
 from tests.conftest import GRACE_SECONDS
@@ -407,6 +408,27 @@ def test_a_rebuild_rolls_its_rates_up_once_at_its_end_and_again_when_it_carries_
     asyncio.run(replay(FiveHave(), bootstrap=bootstrap, database_url=url, schema="audit_held",
                        until=held_to, fresh=False))
     assert stack.sql("select count(*) from audit_held.held_moves") == [(0,)]
+
+
+def test_two_rebuild_workers_ending_at_once_roll_their_held_moves_up_in_turn(
+        stack: RunningStack) -> None:
+    async def turns() -> tuple[bool, bool]:
+        url = stack.info["database_url"]
+        async with await psycopg.AsyncConnection.connect(url) as first, \
+                await psycopg.AsyncConnection.connect(url) as second:
+            await roll_up_held(first.cursor())  # its transaction still open
+            await second.execute("set lock_timeout = '1s'")
+            try:
+                await roll_up_held(second.cursor())
+                waited = False
+            except psycopg.errors.LockNotAvailable:
+                waited = True
+            await second.rollback()
+            await first.commit()
+            await roll_up_held(second.cursor())
+            return waited, second.info.transaction_status == TransactionStatus.INTRANS
+
+    assert asyncio.run(turns()) == (True, True)  # waited its turn, then took it
 
 
 def test_a_rebuild_never_waits_for_a_matter_the_live_chain_holds(stack: RunningStack) -> None:
