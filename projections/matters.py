@@ -72,7 +72,6 @@ class FiveHave:
                                                  for c, _ in matters.values()])
             await live.announce(cur, [d.event for d in deliveries])
 
-
     async def settle(self, cur: Cursor) -> None:
         """A rebuild's batches hold their rate moves back: rolled up once, at its end."""
         await resolution_rates.roll_up_held(cur)

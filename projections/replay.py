@@ -1,7 +1,9 @@
 """Replay: fold the whole log again, from offset 0, into a schema of its own.
 
 What an auditor (or a test after kill -9) compares the live read model with: the same
-projection code, the same runner, a fresh schema, every record up to the log's end now.
+projection code, the same runner, a fresh schema, every record up to the log's end now. Only
+the order of the work differs (`rebuilding`): the rate rollups are added up at the end, not
+batch by batch, and come to the same sums.
 """
 
 from __future__ import annotations
