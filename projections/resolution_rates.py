@@ -285,8 +285,8 @@ async def record(cur: Cursor, new: Sequence[Fact], old: Sequence[Fact],
     moved = moves([*new, *patrolled], old)
     held = is_rebuilding()
     if moved:
-        # COPY, then one upsert: a batch moves thousands of (grid, day, measure) keys, and
-        # psycopg formats COPY rows in C but array parameters in Python
+        # COPY, then one upsert (a rebuild's at its end): a batch moves thousands of (grid,
+        # day, measure) keys, and psycopg formats COPY rows in C but array parameters in Python
         async with cur.copy(f"copy {'held_moves' if held else 'grid_moves'}"
                             " (grid, day, measure, n, micros) from stdin (format binary)"
                             ) as copy:
