@@ -358,9 +358,10 @@ def end_offsets(kafka: KafkaConsumer, tps: list[TopicPartition],
     """The true next offset of each partition.
 
     Tansu 0.6 answers ListOffsets(latest) with the base offset of the last batch + 1, not the
-    end of the log, so read that last batch and take its last offset + 1.
+    end of the log, so read that last batch and take its last offset + 1. A broker that does
+    not answer the first question within `timeout` raises KafkaTimeoutError.
     """
-    high = kafka.end_offsets(tps)
+    high = kafka.end_offsets(tps, timeout_ms=int(timeout * 1000))
     ends = {tp: 0 for tp in tps if high[tp] == 0}
     pending = [tp for tp in tps if high[tp] > 0]
     if pending:

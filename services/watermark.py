@@ -8,6 +8,8 @@ and the projection's lag in records. A client that has just written passes `min_
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from typing import Any
 
@@ -19,6 +21,10 @@ from projections.store import Store
 from services.errors import Invalid, Refused
 
 TOPICS = (INCIDENTS.name, PATROLS.name)
+#: seconds: the log's ends are asked again after FRESH; over STALE, a read waits up to WAIT
+FRESH, STALE, WAIT = 1.0, 10.0, 2.0
+
+log = logging.getLogger(__name__)
 
 
 class Behind(Refused):
@@ -43,8 +49,8 @@ class Watermarks:
         self.store, self.bootstrap, self.projection = store, bootstrap, projection
         self._kafka: KafkaConsumer | None = None
         self._ends: dict[tuple[str, int], int] = {}
-        self._read_at = 0.0
-        self._lock = asyncio.Lock()
+        self._read_at = float("-inf")  # never asked
+        self._asking: asyncio.Task[None] | None = None
 
     async def applied(self) -> dict[tuple[str, int], int]:
         async with self.store.cursor() as cur:
@@ -52,13 +58,33 @@ class Watermarks:
                               " where projection = %s", [self.projection])
             return {(t, p): o for t, p, o in await cur.fetchall()}
 
-    async def log_ends(self) -> dict[tuple[str, int], int]:
-        """The log's ends, asked of the broker at most once a second."""
-        async with self._lock:
-            if self.bootstrap and time.monotonic() - self._read_at > 1.0:
-                self._ends = await asyncio.to_thread(self._ask_broker)
-                self._read_at = time.monotonic()
+    async def log_ends(self) -> dict[tuple[str, int], int] | None:
+        """The log's ends, asked of the broker at most once a second, one ask at a time; None
+        when the broker has not told them for over STALE seconds.
+
+        A read waits for an ask, up to WAIT, only when the ends it has are over STALE seconds
+        old: on the embedded broker an ask reads each partition's last batch (`end_offsets`),
+        tens to hundreds of milliseconds on a long log, and the read that fell due once a
+        second had waited for it (the `/v1/rates` row's p99, BENCHMARKS.md). The figures are
+        PostgreSQL's: with the broker gone a read still answers, its lag unknown."""
+        if not self.bootstrap:
             return self._ends
+        if time.monotonic() - self._read_at > FRESH and self._asking is None:
+            self._asking = asyncio.create_task(self._ask())
+            self._asking.add_done_callback(self._asked)
+        if time.monotonic() - self._read_at > STALE and self._asking is not None:
+            with contextlib.suppress(Exception):  # a failed ask is logged by `_asked`
+                await asyncio.wait_for(asyncio.shield(self._asking), WAIT)
+        return self._ends if time.monotonic() - self._read_at <= STALE else None
+
+    async def _ask(self) -> None:
+        self._ends = await asyncio.to_thread(self._ask_broker)
+        self._read_at = time.monotonic()
+
+    def _asked(self, task: asyncio.Task[None]) -> None:
+        self._asking = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("could not read the log's ends: %r", exc)
 
     def _ask_broker(self) -> dict[tuple[str, int], int]:
         if self._kafka is None:
@@ -71,7 +97,8 @@ class Watermarks:
         return {
             "projection": self.projection,
             "offsets": {f"{t}:{p}": o for (t, p), o in sorted(applied.items())},
-            "lag_records": sum(max(0, end - applied.get(tp, 0)) for tp, end in ends.items()),
+            "lag_records": None if ends is None else
+            sum(max(0, end - applied.get(tp, 0)) for tp, end in ends.items()),
         }
 
     async def wait_for(self, wanted: dict[tuple[str, int], int], timeout: float) -> None:

@@ -187,11 +187,23 @@ def test_the_broker_killed_during_ingest_is_restarted_reseeded_and_ingest_recove
     stack, rng = chaos.stack, random.Random()
     county, grids = a_county(rng)
     oracle = Oracle(county)
+    reads: list[tuple[float, int, Any]] = []  # a supervisor's dashboard: when, status, lag
+    reading = threading.Event()
+
+    def dashboard() -> None:
+        with stack.query(stack.token(Role.supervisor, county)) as reader:
+            while not reading.is_set():
+                answer = reader.get("/v1/rates", params={"place": county, "period": "2026"})
+                reads.append((time.monotonic(), answer.status_code,
+                              answer.json().get("watermark", {}).get("lag_records")))
+                reading.wait(0.2)  # a dashboard's pace, not a wait for anything
+
     # phones only: a writer straight onto the log, which the supervisor cannot hold off,
     # would race its re-seed of the new broker
     with Stream(stack, oracle, grids, rng, straight_to_log=False) as stream:
         wait_until(lambda: stack.archived_under(county) >= 300, timeout=120,
                    what="the archive to hold the stream's first events")
+        threading.Thread(target=dashboard, daemon=True).start()
         broker = stack.reload()["pids"]["broker"]
         archived_before = set(archived(stack, county))
         killed = time.monotonic()
@@ -204,7 +216,11 @@ def test_the_broker_killed_during_ingest_is_restarted_reseeded_and_ingest_recove
         back = min(at for at in stream.answered_201.values() if at > reseeded)
         wait_until(lambda: sum(at > reseeded for at in stream.answered_201.values()) >= 300,
                    timeout=120, what="the stream to go on after the restart")
+        reading.set()
     assert not stream.failures, stream.failures
+    during = [(status, lag) for at, status, lag in reads if killed <= at <= back]
+    assert during, "the dashboard read nothing while the broker was away"
+    assert all(status == 200 and (lag is None or lag >= 0) for status, lag in during), during
     outage = [(s, r) for at, s, r in stream.answers if killed <= at <= back and s is not None]
     assert all(s == 200 or (s == 503 and r) for s, r in outage), outage  # 503 + Retry-After
     assert any(s == 503 for s, _ in outage)  # ingest stayed up, holding writes off
