@@ -79,7 +79,7 @@ async def singles_at(stack: RunningStack, rate: float, seconds: float) -> Paced:
                           [an_incident(grid) for _ in range(scheduled(rate, seconds))]))
 
     async def send(line: Phone) -> None:
-        await line.post(next(requests))
+        await line.send(next(requests))
 
     return await paced(rate, seconds, 32, lambda: phone(url), send)
 

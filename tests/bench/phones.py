@@ -1,5 +1,5 @@
-"""Phones for the singles rows: each holds one keep-alive HTTP/1.1 connection to ingest and
-posts requests encoded before the clock started.
+"""Phones for the singles and `/v1/rates` rows: each holds one keep-alive HTTP/1.1 connection
+and sends requests encoded before the clock started.
 
 On 2 cores the bench shares the CPU with the whole stack, and httpx spent more CPU per
 request (~2 ms) than ingest did serving it (~1.2 ms), so the singles rows measured the
@@ -15,24 +15,33 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 
 
+def _head(method: str, url: str, target: str, token: str) -> bytes:
+    return (f"{method} {target} HTTP/1.1\r\nhost: {urlsplit(url).netloc}\r\n"
+            f"authorization: Bearer {token}\r\n").encode()
+
+
 def posts(url: str, token: str, events: list[dict[str, Any]]) -> list[bytes]:
     """Each event's whole `POST /v1/events` request, as the wire carries it."""
-    head = (f"POST /v1/events HTTP/1.1\r\nhost: {urlsplit(url).netloc}\r\n"
-            f"authorization: Bearer {token}\r\ncontent-type: application/json\r\n").encode()
+    head = _head("POST", url, "/v1/events", token) + b"content-type: application/json\r\n"
     bodies = [orjson.dumps(e) for e in events]
     return [head + b"content-length: %d\r\n\r\n" % len(body) + body for body in bodies]
+
+
+def get(url: str, token: str, path: str, params: dict[str, str]) -> bytes:
+    """A whole `GET` request, as the wire carries it."""
+    return _head("GET", url, f"{path}?{urlencode(params)}", token) + b"\r\n"
 
 
 class Phone:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
-    async def post(self, request: bytes, expect: int = 201) -> None:
+    async def send(self, request: bytes, expect: int = 201) -> None:
         """Send one request and read its whole answer; any status but `expect` fails."""
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -46,7 +55,7 @@ class Phone:
 
 @asynccontextmanager
 async def phone(url: str) -> AsyncIterator[Phone]:
-    """A phone connected to ingest at `url` for the block (its token is in each request)."""
+    """A phone connected to the service at `url` for the block (its token is in each request)."""
     where = urlsplit(url)
     reader, writer = await asyncio.open_connection(where.hostname, where.port)
     try:
