@@ -22,7 +22,7 @@ from services.errors import Invalid, Refused
 
 TOPICS = (INCIDENTS.name, PATROLS.name)
 #: seconds: the log's ends are asked again after FRESH; over STALE, a read waits up to WAIT
-FRESH, STALE, WAIT = 1.0, 10.0, 2.0
+FRESH, STALE, WAIT = 1.0, 3.0, 2.0
 
 log = logging.getLogger(__name__)
 
