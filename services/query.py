@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.store = await Store(settings.database_url or "", max_size=8).open()
         app.state.watermarks = Watermarks(app.state.store, settings.kafka_bootstrap,
                                           FiveHave.name)
+        app.state.watermarks.ask_when_due()
         app.state.feed = Feed(settings.database_url or "")
         app.state.feed.start()
         # break-glass reads and erasures are recorded on the audit topic before they happen

@@ -69,13 +69,19 @@ class Watermarks:
         PostgreSQL's: with the broker gone a read still answers, its lag unknown."""
         if not self.bootstrap:
             return self._ends
-        if time.monotonic() - self._read_at > FRESH and self._asking is None:
-            self._asking = asyncio.create_task(self._ask())
-            self._asking.add_done_callback(self._asked)
+        self.ask_when_due()
         if time.monotonic() - self._read_at > STALE and self._asking is not None:
             with contextlib.suppress(Exception):  # a failed ask is logged by `_asked`
                 await asyncio.wait_for(asyncio.shield(self._asking), WAIT)
         return self._ends if time.monotonic() - self._read_at <= STALE else None
+
+    def ask_when_due(self) -> None:
+        """Start an ask in the background if the ends are over FRESH seconds old and none is
+        out: every read does, and the query process at its start, so that its first read need
+        not wait for the first ask."""
+        if self.bootstrap and self._asking is None and time.monotonic() - self._read_at > FRESH:
+            self._asking = asyncio.create_task(self._ask())
+            self._asking.add_done_callback(self._asked)
 
     async def _ask(self) -> None:
         self._ends = await asyncio.to_thread(self._ask_broker)

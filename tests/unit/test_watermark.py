@@ -68,6 +68,19 @@ def test_a_read_with_ends_under_stale_old_answers_at_once_while_one_ask_runs_beh
     asyncio.run(scenario())
 
 
+def test_a_process_that_asked_at_its_start_answers_its_first_read_without_an_ask() -> None:
+    async def scenario() -> None:
+        marks = Broker()
+        marks.ask_when_due()  # what the query service does at its start
+        marks.ask_when_due()  # one ask at a time
+        answered(marks, {("gridgov.incidents", 4): 11})
+        await _until(lambda: marks._asking is None, "the ask at the start")
+        assert await marks.log_ends() == {("gridgov.incidents", 4): 11}
+        assert marks.asks == 1
+
+    asyncio.run(scenario())
+
+
 def test_a_read_with_ends_over_stale_old_waits_for_the_broker() -> None:
     async def scenario() -> None:
         marks = Broker()
