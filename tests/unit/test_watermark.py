@@ -48,13 +48,19 @@ def answered(marks: Broker, ends: Ends | Exception) -> None:
     marks.release.set()
 
 
+async def asked_once(ends: Ends) -> Broker:
+    """Watermarks whose first read waited for an ask that answered `ends`; the broker is held
+    from then on."""
+    marks = Broker()
+    answered(marks, ends)
+    assert await marks.log_ends() == ends
+    marks.release.clear()
+    return marks
+
+
 def test_a_read_with_ends_under_stale_old_answers_at_once_while_one_ask_runs_behind_it() -> None:
     async def scenario() -> None:
-        marks = Broker()
-        answered(marks, {("gridgov.incidents", 0): 5})
-        assert await marks.log_ends() == {("gridgov.incidents", 0): 5}  # the first read waits
-
-        marks.release.clear()
+        marks = await asked_once({("gridgov.incidents", 0): 5})
         marks.age_by(FRESH + 0.5)
         for _ in range(3):  # the broker is held: these answer with what the process has
             assert await marks.log_ends() == {("gridgov.incidents", 0): 5}
@@ -83,11 +89,7 @@ def test_a_process_that_asked_at_its_start_answers_its_first_read_without_an_ask
 
 def test_a_read_with_ends_over_stale_old_waits_for_the_broker() -> None:
     async def scenario() -> None:
-        marks = Broker()
-        answered(marks, {("gridgov.patrols", 3): 1})
-        await marks.log_ends()
-
-        marks.release.clear()
+        marks = await asked_once({("gridgov.patrols", 3): 1})
         marks.age_by(STALE + 0.5)
         read = asyncio.create_task(marks.log_ends())
         await _until(lambda: marks.asks == 2, "the ask")
@@ -103,11 +105,7 @@ def test_a_broker_silent_past_stale_leaves_a_read_its_lag_unknown_after_a_bounde
     monkeypatch.setattr("services.watermark.WAIT", 0.05)
 
     async def scenario() -> None:
-        marks = Broker()
-        answered(marks, {("gridgov.incidents", 2): 3})
-        await marks.log_ends()
-
-        marks.release.clear()
+        marks = await asked_once({("gridgov.incidents", 2): 3})
         marks.age_by(STALE + 0.5)
         assert await marks.log_ends() is None  # the broker is held: no ends to disclose
         assert await marks.log_ends() is None
@@ -122,12 +120,9 @@ def test_a_broker_silent_past_stale_leaves_a_read_its_lag_unknown_after_a_bounde
 def test_a_failed_ask_keeps_the_ends_it_had_until_they_are_stale(
         caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> int:
-        marks = Broker()
-        answered(marks, {("gridgov.incidents", 1): 7})
-        await marks.log_ends()
-
+        marks = await asked_once({("gridgov.incidents", 1): 7})
         marks.age_by(FRESH + 0.5)
-        marks.answer = ConnectionError("broker gone")
+        answered(marks, ConnectionError("broker gone"))
         assert await marks.log_ends() == {("gridgov.incidents", 1): 7}
         await _until(lambda: marks._asking is None, "the ask to fail")
         assert await marks.log_ends() == {("gridgov.incidents", 1): 7}  # and one more goes
