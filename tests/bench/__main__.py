@@ -17,6 +17,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from tests.bench.baselines import components, raw_producer
 from tests.bench.broker import broker_rows
 from tests.bench.consumers import consumer_rows
 from tests.bench.paced import WARM_UP, singles_at, steady_load, visible_under_load
-from tests.bench.phones import get, phone, posts
+from tests.bench.phones import batch_post, get, phone, posts
 from tests.bench.processes import (
     Memory,
     consumers_paused,
@@ -66,45 +67,45 @@ BATCH = 500
 
 async def post_batches(url: str, token: str, events: list[dict[str, Any]],
                        clients: int) -> tuple[float, list[float]]:
-    """`events` in requests of BATCH to `POST /v1/events/batch`, over `clients` connections:
+    """`events` in requests of BATCH to `POST /v1/events/batch`, over `clients` phones:
     (events/s accepted, request latencies)."""
-    latencies: list[float] = []
-    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
-    for i in range(0, len(events), BATCH):
-        queue.put_nowait(events[i:i + BATCH])
+    batches = [events[i:i + BATCH] for i in range(0, len(events), BATCH)]
 
-    async def client() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=60,
-                                     headers={"authorization": f"Bearer {token}"}) as http:
-            while not queue.empty():
-                batch = queue.get_nowait()
-                t = time.perf_counter()
-                answer = await http.post("/v1/events/batch", json={"events": batch})
-                latencies.append(time.perf_counter() - t)
-                assert answer.json()["accepted"] == len(batch), answer.text[:300]
+    def all_accepted(answer: bytes, size: int) -> None:
+        assert orjson.loads(answer)["accepted"] == size, answer[:300]
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return len(events) / (time.perf_counter() - started), latencies
+    elapsed, latencies = await closed_loop(
+        url, [(batch_post(url, token, b), len(b)) for b in batches], clients, 200, all_accepted)
+    return len(events) / elapsed, latencies
 
 
 async def post_singles(url: str, token: str, events: list[dict[str, Any]], clients: int
                        ) -> tuple[float, list[float]]:
-    """Closed loop: `clients` phones, each posting its next event once answered (201)."""
+    """`events` one at a time to `POST /v1/events`, over `clients` phones (201 each)."""
+    elapsed, latencies = await closed_loop(url, [(r, 1) for r in posts(url, token, events)],
+                                           clients, 201, lambda answer, size: None)
+    return len(events) / elapsed, latencies
+
+
+async def closed_loop(url: str, requests: list[tuple[bytes, int]], clients: int, expect: int,
+                      check: Callable[[bytes, int], None]) -> tuple[float, list[float]]:
+    """Each phone sends its next request once the last is answered, encoded before the clock
+    started: (seconds from the first request to the last answer, request latencies)."""
     latencies: list[float] = []
-    pending = posts(url, token, events)
+    pending = requests[::-1]
 
     async def client() -> None:
         async with phone(url) as line:
             while pending:
-                request = pending.pop()
+                request, size = pending.pop()
                 t = time.perf_counter()
-                await line.send(request)
+                answer = await line.send(request, expect)
                 latencies.append(time.perf_counter() - t)
+                check(answer, size)
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return len(events) / (time.perf_counter() - started), latencies
+    return time.perf_counter() - started, latencies
 
 
 def county_of_incidents(stack: RunningStack, county: str) -> tuple[int, float]:
@@ -139,17 +140,7 @@ def timed_gets(url: str, token: str, path: str, params: dict[str, str], n: int) 
     ~0.1 ms of CPU a request, where httpx's ~2 ms had shared the 2 cores with the service it
     timed (tests/bench/phones.py)."""
     request = get(url, token, path, params)
-
-    async def read() -> list[float]:
-        latencies = []
-        async with phone(url) as line:
-            for _ in range(n):
-                t = time.perf_counter()
-                await line.send(request, expect=200)
-                latencies.append(time.perf_counter() - t)
-        return latencies
-
-    return asyncio.run(read())
+    return asyncio.run(closed_loop(url, [(request, 1)] * n, 1, 200, lambda answer, size: None))[1]
 
 
 def raw_scan(database_url: str, county: str, n: int) -> list[float]:

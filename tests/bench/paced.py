@@ -1,9 +1,8 @@
 """Open-loop load: requests are due on a schedule whatever the answers' delays, and each latency
 counts from the moment its request was due, so a stalled server is not hidden by a client
 that waits for it (coordinated omission). A fixed set of connections takes the due requests
-in turn, like wrk2: one pool per connection, because httpcore's shared pool scans its whole
-queue on every request and, thousands deep, made the client the bottleneck. The singles go
-through phones (tests/bench/phones.py): httpx cost more CPU per request than ingest."""
+in turn, like wrk2. Every connection is a phone (tests/bench/phones.py): under the visible
+row's load httpx took about a fifth of a core of the two the stack runs on."""
 
 from __future__ import annotations
 
@@ -15,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import httpx
+import orjson
 
 from events.envelope import Role
-from tests.bench.phones import Phone, phone, posts
+from tests.bench.phones import Phone, batch_post, get, phone, posts
 from tests.stack import RunningStack, a_place, an_incident
 
-C = TypeVar("C")  # a connection: an httpx client or a phone
+C = TypeVar("C")  # a connection
 POLL = 0.05  # seconds between the supervisor's reads of the query API
 #: seconds of load before the probes start: a fresh stack's first second (the producer's
 #: first connections, the consumer groups' first fetches) is not the steady state the row is of
@@ -33,11 +32,6 @@ class Paced:
     latencies: list[float]  # seconds from due to answered
     started: float  # requests a second the schedule kept up with
     answered: float  # requests a second answered, from the first due to the last answer
-
-
-def client(url: str, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, timeout=300,
-                             headers={"authorization": f"Bearer {token}"})
 
 
 def scheduled(rate: float, seconds: float) -> int:
@@ -86,17 +80,17 @@ async def singles_at(stack: RunningStack, rate: float, seconds: float) -> Paced:
 
 async def steady_load(stack: RunningStack, events_per_second: float, seconds: float,
                       batch: int) -> Paced:
-    """Batches of new incidents into a place of their own at `events_per_second`, 4 connections
+    """Batches of new incidents into a place of their own at `events_per_second`, 4 phones
     (rates in batches a second)."""
     grid = a_place()
-
-    async def send(http: httpx.AsyncClient) -> None:
-        answer = await http.post("/v1/events/batch",
-                                 json={"events": [an_incident(grid) for _ in range(batch)]})
-        assert answer.json()["accepted"] == batch, answer.text[:300]
-
     url, token = stack.info["ingest_url"], stack.token(Role.worker, grid)
-    return await paced(events_per_second / batch, seconds, 4, lambda: client(url, token), send)
+
+    async def send(line: Phone) -> None:
+        answer = await line.send(batch_post(url, token, [an_incident(grid) for _ in range(batch)]),
+                                 expect=200)
+        assert orjson.loads(answer)["accepted"] == batch, answer[:300]
+
+    return await paced(events_per_second / batch, seconds, 4, lambda: phone(url), send)
 
 
 async def visible_under_load(stack: RunningStack, events_per_second: float, seconds: float,
@@ -115,34 +109,34 @@ async def visible_under_load(stack: RunningStack, events_per_second: float, seco
     out: dict[str, tuple[str, float]] = {}  # aggregate id -> (report time, publish started)
     load_done = asyncio.Event()
 
-    async def probe(phone: httpx.AsyncClient) -> None:
+    async def probe(line: Phone) -> None:
         event, started = an_incident(grid, occurred_at=datetime.now(UTC).isoformat()), \
             time.perf_counter()
         out[event["aggregate_id"]] = (event["occurred_at"], started)
-        answer = await phone.post("/v1/events", json=event)
-        assert answer.status_code == 201, answer.text[:300]
+        await line.send(posts(url, token, [event])[0])
         acks.append(time.perf_counter() - started)
 
-    async def watch(board: httpx.AsyncClient) -> None:
+    async def watch(board: Phone) -> None:
+        supervisor = stack.token(Role.supervisor, grid)
         while not (load_done.is_set() and not out):
             if out:
                 since = min(at for at, _ in out.values())
-                answer = await board.get("/v1/incidents", params={
-                    "place": grid, "since": since, "limit": 500})
-                assert answer.status_code == 200, answer.text[:300]
+                answer = await board.send(get(stack.info["query_url"], supervisor,
+                                              "/v1/incidents", {"place": grid, "since": since,
+                                                                "limit": "500"}), expect=200)
                 seen = time.perf_counter()
-                for chain in answer.json()["items"]:
+                for chain in orjson.loads(answer)["items"]:
                     if (probed := out.pop(chain["incident_id"], None)) is not None:
                         visible.append(seen - probed[1])
             await asyncio.sleep(POLL)
 
-    async with client(stack.info["query_url"], stack.token(Role.supervisor, grid)) as board:
+    url, token = stack.info["ingest_url"], stack.token(Role.worker, grid)
+    load = asyncio.create_task(steady_load(stack, events_per_second, WARM_UP + seconds, 100))
+    await asyncio.sleep(WARM_UP)
+    # dialled with the first probe: idle through the warm-up, uvicorn would have hung it up
+    async with phone(stack.info["query_url"]) as board:
         watching = asyncio.create_task(watch(board))
-        load = asyncio.create_task(steady_load(stack, events_per_second, WARM_UP + seconds,
-                                               100))
-        await asyncio.sleep(WARM_UP)
-        url, token = stack.info["ingest_url"], stack.token(Role.worker, grid)
-        await paced(probes_per_second, seconds, 16, lambda: client(url, token), probe)
+        await paced(probes_per_second, seconds, 16, lambda: phone(url), probe)
         loaded = await load
         load_done.set()
         async with asyncio.timeout(120):
