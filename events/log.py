@@ -317,11 +317,14 @@ def consumer(bootstrap: str, **overrides: Any) -> KafkaConsumer:
     return KafkaConsumer(**config)
 
 
-#: how long the broker may hold a fetch that has nothing yet: Tansu holds it this long even
-#: when records arrive meanwhile, so it is the floor of a consumer's delay (aiokafka's
-#: default is 500 ms, faust's hard-coded 1.5 s). A projection's readers may accept more
-#: (`Projection.fetch_wait_ms`: the archive's)
+#: how long the broker may hold a fetch that has nothing yet. Tansu answers a held fetch
+#: late when a record arrives meanwhile: a record came out 22 ms (p50) after its produce began
+#: at a 50 ms wait, 64 at 250 and 123 at 1,000 (2026-11-28), so the wait sets the floor of a
+#: consumer's delay (aiokafka's default is 500 ms, faust's hard-coded 1.5 s). A projection's
+#: readers may accept more (`Projection.fetch_wait_ms`: the archive's)
 FETCH_MAX_WAIT_MS = 50
+#: ... and how long once a consumer has read nothing for QUIET_AFTER seconds (`FetchPace`)
+QUIET_FETCH_WAIT_MS, QUIET_AFTER = 250, 1.0
 #: every consumer group's: the embedded broker joins a group in about half the session
 #: timeout (DESIGN.md)
 SESSION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS = 6000, 1000
@@ -343,6 +346,33 @@ def group_consumer(bootstrap: str, group: str, **overrides: Any) -> AIOKafkaCons
     }
     config.update(overrides)
     return AIOKafkaConsumer(**config)
+
+
+def fetch_wait_ms(busy_ms: int, quiet_for: float) -> int:
+    """How long a consumer's next fetch may be held, `quiet_for` seconds after it last read a
+    record: its own wait while records come, at least QUIET_FETCH_WAIT_MS once it is quiet."""
+    return busy_ms if quiet_for < QUIET_AFTER else max(busy_ms, QUIET_FETCH_WAIT_MS)
+
+
+class FetchPace:
+    """Holds a quiet consumer's fetches longer. Tansu spends 1.5–2.5 ms of CPU on each fetch,
+    records or not, so an idle stack's consumers fetching every 50 ms kept about a quarter of
+    a core busy, and a third of that at 250 ms (BENCHMARKS.md, 2026-11-28). The price: the
+    first record after a quiet spell comes out ~60 ms later (100 against 42 ms, p50, one
+    incident every 3 s); records that keep coming are read at the short wait. A broker that
+    answers a held fetch as soon as records arrive (Apache Kafka) charges nothing for it."""
+
+    def __init__(self, busy_ms: int) -> None:
+        self.busy_ms = busy_ms
+        self.last_read = time.monotonic()
+
+    def read(self, consumer: AIOKafkaConsumer, records: int) -> None:
+        """After each read of `consumer` (aiokafka's, started): its next fetches' wait."""
+        now = time.monotonic()
+        if records:
+            self.last_read = now
+        # aiokafka reads the wait from its fetcher as it builds each fetch request
+        consumer._fetcher._fetch_max_wait_ms = fetch_wait_ms(self.busy_ms, now - self.last_read)
 
 
 def partitions_of(kafka: KafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:

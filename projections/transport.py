@@ -1,10 +1,11 @@
 """faust's Kafka transport with fetches that come back promptly (broker URL `gridgov://`).
 
 faust-streaming 0.15 hard-codes `fetch_max_wait_ms=1500` for its consumer, and the embedded
-Tansu broker holds an empty fetch that long even when records arrive meanwhile, so every
-decision lagged about 0.75 s. The deciders use it; projectors consume without faust
-(projections/worker.py). Registered through faust's own `faust.transports` entry point, not
-by patching faust.
+Tansu broker answers a held fetch late when records arrive meanwhile, so every decision
+lagged about 0.75 s. Here a decider's fetches wait 50 ms while commands come, and longer once
+it has had none for a second (events.log.FetchPace). The deciders use it; projectors consume
+without faust (projections/worker.py). Registered through faust's own `faust.transports`
+entry point, not by patching faust.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from events.log import (
     FETCH_MAX_WAIT_MS,
     HEARTBEAT_INTERVAL_MS,
     SESSION_TIMEOUT_MS,
+    FetchPace,
     KafkaAuth,
     current_auth,
 )
@@ -29,7 +31,13 @@ class _PromptConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        self.pace = FetchPace(FETCH_MAX_WAIT_MS)
         return consumer
+
+    async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
+        records = await super()._fetch_records(consumer, *args, **kwargs)
+        self.pace.read(consumer, len(records))
+        return records
 
 
 class _PromptConsumer(driver.Consumer):

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Gauge, start_http_server
 
-from events.log import EventLog, Record, group_consumer
+from events.log import EventLog, FetchPace, Record, group_consumer
 from projections.archive import Archive
 from projections.matters import FiveHave
 from projections.points_ledger import PointsLedger
@@ -63,10 +63,12 @@ class Projector:
         # aiokafka binds a consumer to the running loop: it is made here, not in __init__
         self.consumer = self.consumer_in_group()
         self.consumer.subscribe(list(self.projection.topics), listener=_SeekToStored(self))
+        pace = FetchPace(self.projection.fetch_wait_ms)
         try:
             await self.consumer.start()  # a SIGTERM may come while it joins: stop() it too
             while True:
                 fetched = await self.consumer.getmany(timeout_ms=1000, max_records=self.batch)
+                pace.read(self.consumer, len(fetched))
                 if fetched:
                     await self._project([_record(m) for ms in fetched.values() for m in ms])
                     self._report_lag(fetched)

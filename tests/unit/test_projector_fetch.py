@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from events.log import FETCH_MAX_WAIT_MS
+from events.log import FETCH_MAX_WAIT_MS, QUIET_AFTER, QUIET_FETCH_WAIT_MS, fetch_wait_ms
 from projections.archive import Archive
 from projections.matters import FiveHave
 from projections.worker import Projector
@@ -38,3 +38,11 @@ def test_the_projector_asks_the_broker_to_hold_fetches_as_long_as_its_projection
 def test_the_archive_waits_longer_than_the_chain_supervisors_watch_live() -> None:
     assert FiveHave.fetch_wait_ms == FETCH_MAX_WAIT_MS
     assert Archive.fetch_wait_ms > FETCH_MAX_WAIT_MS
+
+
+def test_a_consumer_quiet_for_a_while_has_its_fetches_held_longer() -> None:
+    assert fetch_wait_ms(FETCH_MAX_WAIT_MS, 0.0) == FETCH_MAX_WAIT_MS
+    assert fetch_wait_ms(FETCH_MAX_WAIT_MS, QUIET_AFTER / 2) == FETCH_MAX_WAIT_MS
+    assert fetch_wait_ms(FETCH_MAX_WAIT_MS, QUIET_AFTER) == QUIET_FETCH_WAIT_MS
+    # a reader that waits longer anyway (the archive) keeps its own wait
+    assert fetch_wait_ms(2 * QUIET_FETCH_WAIT_MS, 60.0) == 2 * QUIET_FETCH_WAIT_MS
