@@ -356,20 +356,20 @@ def fetch_wait_ms(busy_ms: int, quiet_for: float) -> int:
 
 class FetchPace:
     """Holds a quiet consumer's fetches longer. Tansu spends 1.5–2.5 ms of CPU on each fetch,
-    records or not, so an idle stack's consumers fetching every 50 ms kept about a quarter of
-    a core busy, and a third of that at 250 ms (BENCHMARKS.md, 2026-11-28). The price: the
-    first record after a quiet spell comes out ~60 ms later (100 against 42 ms, p50, one
-    incident every 3 s); records that keep coming are read at the short wait. A broker that
-    answers a held fetch as soon as records arrive (Apache Kafka) charges nothing for it."""
+    records or not: an idle stack whose consumers fetched every 50 ms used 0.26–0.30 cores,
+    0.11–0.12 with this (BENCHMARKS.md, 2026-11-28). The price: the first record after a quiet
+    spell comes out ~60 ms later (100 against 42 ms, p50, one incident every 3 s); records
+    that keep coming are read at the short wait. A broker that answers a held fetch as soon as
+    records arrive (Apache Kafka) charges nothing for it."""
 
     def __init__(self, busy_ms: int) -> None:
         self.busy_ms = busy_ms
         self.last_read = time.monotonic()
 
-    def read(self, consumer: AIOKafkaConsumer, records: int) -> None:
+    def read(self, consumer: AIOKafkaConsumer, got_records: bool) -> None:
         """After each read of `consumer` (aiokafka's, started): its next fetches' wait."""
         now = time.monotonic()
-        if records:
+        if got_records:
             self.last_read = now
         # aiokafka reads the wait from its fetcher as it builds each fetch request
         consumer._fetcher._fetch_max_wait_ms = fetch_wait_ms(self.busy_ms, now - self.last_read)

@@ -36,7 +36,7 @@ class _PromptConsumerThread(driver.AIOKafkaConsumerThread):
 
     async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
         records = await super()._fetch_records(consumer, *args, **kwargs)
-        self.pace.read(consumer, len(records))
+        self.pace.read(consumer, bool(records))
         return records
 
 

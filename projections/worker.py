@@ -68,7 +68,7 @@ class Projector:
             await self.consumer.start()  # a SIGTERM may come while it joins: stop() it too
             while True:
                 fetched = await self.consumer.getmany(timeout_ms=1000, max_records=self.batch)
-                pace.read(self.consumer, len(fetched))
+                pace.read(self.consumer, bool(fetched))
                 if fetched:
                     await self._project([_record(m) for ms in fetched.values() for m in ms])
                     self._report_lag(fetched)

@@ -37,7 +37,7 @@ def test_a_quiet_reader_asks_for_long_holds_until_a_record_arrives(stack: Runnin
         try:
             while consumer._fetcher._fetch_max_wait_ms == FETCH_MAX_WAIT_MS:
                 assert time.monotonic() - started < 30, "the reader never went quiet"
-                pace.read(consumer, len(await consumer.getmany(timeout_ms=100)))
+                pace.read(consumer, bool(await consumer.getmany(timeout_ms=100)))
             quiet_after = time.monotonic() - started
             quiet_wait = consumer._fetcher._fetch_max_wait_ms
             producer = KafkaProducer(**durable_producer_config(bootstrap))
@@ -47,7 +47,7 @@ def test_a_quiet_reader_asks_for_long_holds_until_a_record_arrives(stack: Runnin
             while not read:
                 assert time.monotonic() - started < 60, "the record never came"
                 read = sum(len(r) for r in (await consumer.getmany(timeout_ms=1000)).values())
-                pace.read(consumer, read)
+                pace.read(consumer, read > 0)
             return quiet_after, quiet_wait, consumer._fetcher._fetch_max_wait_ms
         finally:
             await consumer.stop()
