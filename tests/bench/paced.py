@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import orjson
 
@@ -21,7 +19,6 @@ from events.envelope import Role
 from tests.bench.phones import Phone, batch_post, get, phone, posts
 from tests.stack import RunningStack, a_place, an_incident
 
-C = TypeVar("C")  # a connection
 POLL = 0.05  # seconds between the supervisor's reads of the query API
 #: seconds of load before the probes start: a fresh stack's first second (the producer's
 #: first connections, the consumer groups' first fetches) is not the steady state the row is of
@@ -40,15 +37,14 @@ def scheduled(rate: float, seconds: float) -> int:
     return max(1, int(rate * seconds))
 
 
-async def paced(rate: float, seconds: float, connections: int,
-                connect: Callable[[], AbstractAsyncContextManager[C]],
-                send: Callable[[C], Awaitable[None]]) -> Paced:
-    """`send` due `rate` times a second for `seconds`, over `connections` connections."""
+async def paced(rate: float, seconds: float, connections: int, url: str,
+                send: Callable[[Phone], Awaitable[None]]) -> Paced:
+    """`send` due `rate` times a second for `seconds`, over `connections` phones to `url`."""
     latencies: list[float] = []
     due: asyncio.Queue[float | None] = asyncio.Queue()
 
     async def connection() -> None:
-        async with connect() as line:
+        async with phone(url) as line:
             while (at := await due.get()) is not None:
                 await send(line)
                 latencies.append(time.perf_counter() - at)
@@ -76,7 +72,7 @@ async def singles_at(stack: RunningStack, rate: float, seconds: float) -> Paced:
     async def send(line: Phone) -> None:
         await line.send(next(requests))
 
-    return await paced(rate, seconds, 32, lambda: phone(url), send)
+    return await paced(rate, seconds, 32, url, send)
 
 
 async def steady_load(stack: RunningStack, events_per_second: float, seconds: float,
@@ -91,7 +87,7 @@ async def steady_load(stack: RunningStack, events_per_second: float, seconds: fl
                                  expect=200)
         assert orjson.loads(answer)["accepted"] == batch, answer[:300]
 
-    return await paced(events_per_second / batch, seconds, 4, lambda: phone(url), send)
+    return await paced(events_per_second / batch, seconds, 4, url, send)
 
 
 async def visible_under_load(stack: RunningStack, events_per_second: float, seconds: float,
@@ -137,7 +133,7 @@ async def visible_under_load(stack: RunningStack, events_per_second: float, seco
     # dialled with the first probe: idle through the warm-up, uvicorn would have hung it up
     async with phone(stack.info["query_url"]) as board:
         watching = asyncio.create_task(watch(board))
-        await paced(probes_per_second, seconds, 16, lambda: phone(url), probe)
+        await paced(probes_per_second, seconds, 16, url, probe)
         loaded = await load
         load_done.set()
         async with asyncio.timeout(120):
