@@ -214,7 +214,7 @@ class EventLog:
         the little there is, so the next send starts another batch: 600 events over 12
         partitions woke it 85 times (tests/integration/test_hand_over.py). Measured, a
         500-event hand-over went out in 6 to 9 produce requests, against 3 woken once, and
-        the process spent 15-30 % more CPU a record. Upstream coalesces the wakeups
+        woken once the process spent 13-33 % less CPU a record. Upstream coalesces the wakeups
         (kafka-python PR #3110), not in a release yet."""
         sender = self._producer._sender
         with self._woken_once:
