@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -214,6 +214,13 @@ class RunningStack:
         ends asked once: what was published before the call, not what the clock adds)."""
         ends = self.log_ends(*topics)
         wait_until(lambda: self.holds("archive", ends), what=f"the archive to hold {topics}")
+
+    def settle(self, projections: Iterable[Any], timeout: float = 3600) -> None:
+        """Wait until each projection (its `name` and `topics`) has applied what the log holds
+        now on its topics; each one's ends asked once, as `archived`."""
+        ends = {p.name: self.log_ends(*p.topics) for p in projections}
+        wait_until(lambda: all(self.holds(name, at) for name, at in ends.items()),
+                   timeout=timeout, what=f"{', '.join(ends)} to apply the log")
 
     def log_ends(self, *topics: str) -> dict[TopicPartition, int]:
         """The next offset of each partition of `topics`; each call reads every partition's

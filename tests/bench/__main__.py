@@ -31,6 +31,7 @@ from events.envelope import Event, Role
 from projections import sla
 from projections.matters import FiveHave
 from projections.periods import between
+from projections.worker import PROJECTIONS
 from services.admission import admit
 from services.auth import Principal
 from services.rates import SQL, spanned
@@ -446,6 +447,9 @@ def main() -> None:
                 # sight: a full collection of it had stopped the probes' clocks for 90-134 ms,
                 # a pause of the instrument, not of the platform
                 gc.freeze()
+                # on a settled stack: a backlog the section before left the projectors would
+                # be counted in this one's CPU, its idle stack and its latencies
+                stack.settle(PROJECTIONS.values())
                 rows += sections[name](stack)
             soaked = soak(stack) if "soak" in ONLY else None
             memory.running = False

@@ -16,7 +16,7 @@ from projections.runner import Projection, decode
 from tests.bench.baselines import raw_consume, raw_copy
 from tests.bench.profile import Sampled
 from tests.bench.report import Row
-from tests.stack import RunningStack, wait_until
+from tests.stack import RunningStack
 
 
 def rebuilt(stack: RunningStack, projection: Projection, workers: int = 1) -> tuple[int, float]:
@@ -50,10 +50,7 @@ def projection_rows(stack: RunningStack) -> list[Row]:
     ceiling of any projection on one core that reads with kafka-python, validates each record
     and COPYs a row of it: 1 / (consume + decode + COPY)."""
     archive, five_have = Archive(), FiveHave()
-    # each projection's ends asked once: each ask reads the last batches (tests/bench/rebuild.py)
-    ends = {p.name: stack.log_ends(*p.topics) for p in (archive, five_have)}
-    wait_until(lambda: all(stack.holds(name, at) for name, at in ends.items()), timeout=3600,
-               what="the live projectors to be idle")
+    stack.settle((archive, five_have))
     rows: list[Row] = []
     for projection, goal in ((archive, 0.5), (five_have, 0.3)):
         bodies = [bytes(b) for b, in stack.sql(
