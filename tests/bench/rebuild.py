@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 from events.codec import canonical
 from projections import sla
+from projections.archive import Archive
 from projections.matters import FiveHave
 from projections.replay import replay
 from tests.bench.baselines import raw_consume, raw_copy
 from tests.bench.processes import consumers_paused, scratch_home, stack_processes
 from tests.bench.report import record
 from tests.lifecycles import lifecycle, report
-from tests.stack import RunningStack, a_place, wait_until
+from tests.stack import RunningStack, a_place
 
 EVENTS = int(os.environ.get("GRIDGOV_BENCH_REBUILD_EVENTS", "1000000"))
 #: worker processes per rebuild (`gridgov audit replay --workers`), each a rebuild of its own
@@ -57,11 +58,9 @@ def main() -> None:
             with consumers_paused(stack_processes(stack)):
                 stack.publish(events, chunk=5000)
             topics = FiveHave.topics
-            # asked once: reading the last batches of 5,000 for every poll took most of a core
-            # from the projectors catching up
-            ends = stack.log_ends(*topics)
-            wait_until(lambda: stack.holds("archive", ends) and stack.holds(FiveHave.name, ends),
-                       timeout=7200, what="the live projectors to hold every event")
+            # the ends asked once (`settle`): reading the last batches of 5,000 for every poll
+            # took most of a core from the projectors catching up
+            stack.settle((Archive, FiveHave), timeout=7200)
             url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
 
             read, consumed = raw_consume(bootstrap, topics)
