@@ -215,7 +215,7 @@ class RunningStack:
         ends = self.log_ends(*topics)
         wait_until(lambda: self.holds("archive", ends), what=f"the archive to hold {topics}")
 
-    def settle(self, projections: Iterable[Any], timeout: float = 3600) -> None:
+    def until_applied(self, projections: Iterable[Any], timeout: float = 3600) -> None:
         """Wait until each projection (its `name` and `topics`) has applied what the log holds
         now on its topics; each one's ends asked once, as `archived`."""
         ends = {p.name: self.log_ends(*p.topics) for p in projections}

@@ -452,7 +452,7 @@ def main() -> None:
                 gc.freeze()
                 # on a settled stack: a backlog the section before left the projectors would
                 # be counted in this one's CPU, its idle stack and its latencies
-                stack.settle(PROJECTIONS.values())
+                stack.until_applied(PROJECTIONS.values())
                 rows += sections[name](stack)
             soaked = soak(stack) if "soak" in ONLY else None
             memory.running = False

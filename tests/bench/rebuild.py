@@ -58,9 +58,9 @@ def main() -> None:
             with consumers_paused(stack_processes(stack)):
                 stack.publish(events, chunk=5000)
             topics = FiveHave.topics
-            # the ends asked once (`settle`): reading the last batches of 5,000 for every poll
-            # took most of a core from the projectors catching up
-            stack.settle((Archive, FiveHave), timeout=7200)
+            # the ends asked once (`until_applied`): reading the last batches of 5,000 for every
+            # poll took most of a core from the projectors catching up
+            stack.until_applied((Archive, FiveHave), timeout=7200)
             url, bootstrap = stack.info["database_url"], stack.info["kafka_bootstrap"]
 
             read, consumed = raw_consume(bootstrap, topics)
