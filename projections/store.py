@@ -55,7 +55,8 @@ class Store:
     cached while they were small read all of `five_have` for each batch's delete: 5.5 ms of
     PostgreSQL's ~15 ms for a batch of 50 (BENCHMARKS.md). The live projectors keep cached
     plans: autovacuum's analyze re-plans them as their tables grow, and the live path
-    measured no better with custom plans.
+    measured no better with custom plans. The query service plans each read for its place
+    (`services.query.read_models`).
     """
 
     def __init__(self, database_url: str, *, max_size: int = 4,

@@ -48,11 +48,20 @@ Stage = Literal["found", "reported", "assigned", "owned", "resolved", "verified"
                 "rejected", "suspended"]
 
 
+def read_models(database_url: str) -> Store:
+    """The supervisors' reads, each planned for the place it asks about. A plan cached for
+    any place (PostgreSQL's after five runs of a statement) cannot use the grid index for a
+    `like` on a parameter: it walked all of `five_have` in incident order, 67 ms a list of one
+    grid beside a county of 100,000 incidents, where planning for the grid took 0.2 ms
+    (BENCHMARKS.md, 2026-11-28)."""
+    return Store(database_url, max_size=8, custom_plans=True)
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.store = await Store(settings.database_url or "", max_size=8).open()
+        app.state.store = await read_models(settings.database_url or "").open()
         app.state.watermarks = Watermarks(app.state.store, settings.kafka_bootstrap,
                                           FiveHave.name)
         app.state.watermarks.ask_when_due()
