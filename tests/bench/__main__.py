@@ -41,6 +41,7 @@ from tests.bench.consumers import consumer_rows
 from tests.bench.paced import WARM_UP, singles_at, steady_load, visible_under_load
 from tests.bench.phones import batch_post, get, phone, posts
 from tests.bench.processes import (
+    CpuUsed,
     Memory,
     consumers_paused,
     cpu_seconds,
@@ -376,31 +377,29 @@ def cpu_rows(stack: RunningStack) -> list[Row]:
                 {"p": county + "/%"}).fetchone()
             return counts is not None and min(counts) >= len(events)
 
-        before, started = cpu_seconds(processes), time.perf_counter()
-        asyncio.run(post_batches(stack.info["ingest_url"], token, events, 4))
-        wait_until(applied, timeout=600, what="the archive and the chain to apply the events")
-        after, elapsed = cpu_seconds(processes), time.perf_counter() - started
-    by_process = {name: (after[name] - before[name]) / len(events) * 1e6 for name in after}
-    used = sum(after.values()) - sum(before.values())
+        with CpuUsed(processes) as cpu:
+            asyncio.run(post_batches(stack.info["ingest_url"], token, events, 4))
+            wait_until(applied, timeout=600, what="the archive and the chain to apply the events")
+    used = sum(cpu.seconds.values())
     per_event = used / len(events) * 1e6
-    split = ", ".join(f"{name} {us:,.0f}" for name, us in
-                      sorted(by_process.items(), key=lambda item: -item[1]) if us >= 1)
     return [(f"CPU µs per event end to end (all processes), {len(events):,} events published"
              " → archived and chained", f"{per_event:,.0f} µs", f"components {parts}",
-             f"{per_event / parts.total:.2f} × baseline (goal ≤ 2); {used / elapsed:.2f} cores"
-             f" busy over {elapsed:.1f} s, idle stack {idle:.2f} cores; µs per event by"
-             f" process: {split}")]
+             f"{per_event / parts.total:.2f} × baseline (goal ≤ 2); {used / cpu.elapsed:.2f}"
+             f" cores busy over {cpu.elapsed:.1f} s, idle stack {idle:.2f} cores; µs per event"
+             f" by process: {cpu.busiest(len(events) / 1e6)}")]
 
 
 def visible_rows(stack: RunningStack) -> list[Row]:
     with Sampled("projector-five_have under a steady 1,000 events/s",
-                 stack.info["pids"]["projector-five_have"]):
+                 stack.info["pids"]["projector-five_have"]), \
+            CpuUsed(stack_processes(stack)) as cpu:
         acks, visible, load = asyncio.run(visible_under_load(stack, 1000, PACED_SECONDS))
     return [("publish → visible in `GET /v1/incidents` under a steady 1,000 events/s,"
              " p50 / p99", ms(visible), f"publish → 201 {ms(acks)}",
              f"{len(visible)} probes; load in batches of 100 due at {load.started * 100:,.0f}"
              f" ev/s, answered at {load.answered * 100:,.0f} ev/s over {PACED_SECONDS:.0f} s"
-             f" after {WARM_UP:.0f} s of it; goal p99 ≤ 500 ms")]
+             f" after {WARM_UP:.0f} s of it; goal p99 ≤ 500 ms; cores by process:"
+             f" {cpu.busiest(cpu.elapsed, 2)}")]
 
 
 def soak(stack: RunningStack) -> tuple[float, float]:

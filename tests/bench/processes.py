@@ -52,6 +52,32 @@ def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return used
 
 
+class CpuUsed:
+    """The CPU each process used during a `with` block: what a row's latencies were competing
+    with (the late publish → visible row was PostgreSQL's, at twice its share earlier)."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        self.processes = processes
+        self.seconds: dict[str, float] = {}
+        self.elapsed = 0.0
+
+    def __enter__(self) -> CpuUsed:
+        self.before, self.started = cpu_seconds(self.processes), time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        after = cpu_seconds(self.processes)
+        self.elapsed = time.perf_counter() - self.started
+        self.seconds = {name: after[name] - self.before[name] for name in after}
+
+    def busiest(self, per: float, digits: int = 0) -> str:
+        """Each process's CPU divided by `per`, the busiest first: `postgres 0.30, …`."""
+        shares = sorted(((name, s / per) for name, s in self.seconds.items()),
+                        key=lambda item: -item[1])
+        return ", ".join(f"{name} {share:,.{digits}f}" for name, share in shares
+                         if round(share, digits))
+
+
 @contextmanager
 def consumers_paused(processes: dict[str, psutil.Process]) -> Iterator[None]:
     """The projectors and deciders stopped (SIGSTOP) for the block: ingest with the broker and
