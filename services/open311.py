@@ -245,9 +245,13 @@ async def chains(store: Store, where: list[str], params: list[Any]
     """The matching matters, newest first (at most 1000), each with its timeline."""
     try:
         async with store.cursor() as cur:
+            # planned for these places, never from a cache (`prepare=False`): a plan kept for
+            # any place cannot use the grid index for a `like` on a parameter
+            # (`services.query.read_models`); ingest's own statements keep theirs
             await cur.execute(
                 f"select incident_id from five_have where {' and '.join(where)}"  # noqa: S608
-                " order by report_at desc, incident_id limit %s", [*params, terms.LIMIT])
+                " order by report_at desc, incident_id limit %s", [*params, terms.LIMIT],
+                prepare=False)
             ids = [row[0] for row in await cur.fetchall()]
             await cur.execute("select incident_id, body from incident_timeline"
                               " where incident_id = any(%s)", [ids])
