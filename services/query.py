@@ -49,11 +49,11 @@ Stage = Literal["found", "reported", "assigned", "owned", "resolved", "verified"
 
 
 def read_models(database_url: str) -> Store:
-    """The supervisors' reads, each planned for the place it asks about. A plan cached for
-    any place (PostgreSQL's after five runs of a statement) cannot use the grid index for a
-    `like` on a parameter: it walked all of `five_have` in incident order, 67 ms a list of one
-    grid beside a county of 100,000 incidents, where planning for the grid took 0.2 ms
-    (BENCHMARKS.md, 2026-11-28)."""
+    """The query service's reads (supervisors', auditors', residents'), each planned for the
+    place it asks about. A plan cached for any place (PostgreSQL's after five runs of a
+    statement) cannot use the grid index for a `like` on a parameter: it walked all of
+    `five_have` in incident order, 67 ms a list of one grid beside a county of 100,000
+    incidents, where planning for the grid took 0.2 ms (BENCHMARKS.md, 2026-11-28)."""
     return Store(database_url, max_size=8, custom_plans=True)
 
 
