@@ -44,7 +44,6 @@ from tests.bench.processes import (
     CpuUsed,
     Memory,
     consumers_paused,
-    cpu_seconds,
     scratch_home,
     stack_processes,
 )
@@ -365,9 +364,9 @@ def cpu_rows(stack: RunningStack) -> list[Row]:
     county, events, records = a_county_of_events(EVENTS)
     parts = components(stack.info["kafka_bootstrap"], stack.info["database_url"], records)
     processes = stack_processes(stack)
-    idle_from = sum(cpu_seconds(processes).values())
-    time.sleep(3.0)  # an interval measured, not a condition awaited
-    idle = (sum(cpu_seconds(processes).values()) - idle_from) / 3.0
+    with CpuUsed(processes) as quiet:
+        time.sleep(3.0)  # an interval measured, not a condition awaited
+    idle = sum(quiet.seconds.values()) / quiet.elapsed
     token = stack.token(Role.worker, county, sub="w-bench")
     with psycopg.connect(stack.info["database_url"], autocommit=True) as conn:
         def applied() -> bool:

@@ -58,7 +58,9 @@ class CpuUsed:
 
     def __init__(self, processes: dict[str, psutil.Process]) -> None:
         self.processes = processes
-        self.seconds: dict[str, float] = {}
+        self.before: dict[str, float] = {}
+        self.started = 0.0
+        self.seconds: dict[str, float] = {}  # used during the block, by process
         self.elapsed = 0.0
 
     def __enter__(self) -> CpuUsed:
