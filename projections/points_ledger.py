@@ -42,7 +42,7 @@ from events.points import (
 from events.topics import POINTS
 from projections.points_ranking import Credit, Snapshot, Watermark, day_of, is_half, month_of
 from projections.runner import Delivery
-from projections.store import Cursor
+from projections.store import Cursor, below
 
 SCHEME = "@scheme"  # the issuing side of every award
 BANK = "@bank"  # where redeemed points go: the points bank (积分超市)
@@ -341,10 +341,6 @@ async def account_of(cur: Cursor, account_id: str) -> tuple[Account, list[Event[
     return fold(account_id, events), events
 
 
-def _under(place: str) -> list[str]:
-    return [place, place.replace("_", r"\_") + "/%"]
-
-
 async def credits_under(cur: Cursor, place: str) -> tuple[list[Credit], dict[str, int]]:
     """Awards not voided at or below `place`, and each awarded account's last decided seq.
 
@@ -354,7 +350,7 @@ async def credits_under(cur: Cursor, place: str) -> tuple[list[Credit], dict[str
         "select t.account_id, t.amount, t.deed_at, t.seq, a.last_seq"
         " from points_transfers t join points_accounts a using (account_id)"
         " where t.kind = 'award' and t.status <> 'voided' and (t.grid = %s or t.grid like %s)",
-        _under(place))
+        below(place))
     rows = await cur.fetchall()
     return ([Credit(a, points, deed_at, seq) for a, points, deed_at, seq, _ in rows],
             {a: last for a, *_, last in rows})
@@ -378,7 +374,7 @@ def watermarks(published: dict[str, dict[str, Any]], *, half: bool) -> dict[str,
 
 async def joined_under(cur: Cursor, place: str) -> dict[str, datetime]:
     await cur.execute("select account_id, joined_at from points_accounts"
-                      " where grid = %s or grid like %s", _under(place))
+                      " where grid = %s or grid like %s", below(place))
     return dict(await cur.fetchall())
 
 

@@ -17,6 +17,12 @@ TP = tuple[str, int]
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def below(place: str) -> tuple[str, str]:
+    """Parameters for `(grid = %s or grid like %s)`: a place and everything under it. A place
+    path holds no `%` but may hold `_`, which `like` would read as any character."""
+    return place, place.replace("_", r"\_") + "/%"
+
+
 def in_schema(schema: str | None, *, custom_plans: bool = False) -> dict[str, Any]:
     """Connection options that put every unqualified table in `schema` (a replay's own), and
     with `custom_plans` plan each statement for its own parameters (see `Store`)."""

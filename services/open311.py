@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from events.catalog import event_from_json
 from events.envelope import Event
-from projections.store import Store
+from projections.store import Store, below
 from services import open311_requests as read
 from services import open311_terms as terms
 from services.admission import admit
@@ -234,7 +234,7 @@ def scope_sql(caller: Principal, place: str | None) -> tuple[list[str], list[Any
             continue
         where.append("(" + " or ".join(["grid = %s or grid like %s"] * len(prefixes)) + ")")
         for prefix in prefixes:
-            params += [prefix, prefix.replace("_", r"\_") + "/%"]
+            params += below(prefix)
     if not caller.scope:
         where.append("false")
     return where, params

@@ -21,7 +21,7 @@ from events.incident import Category
 from events.log import EventLog
 from projections.five_have import LINKS, timeline_order
 from projections.matters import FiveHave
-from projections.store import Store
+from projections.store import Store, below
 from services import audit, auth, errors, live, personal, rates
 from services.auth import Caller, Principal
 from services.errors import Invalid, NotFound, json_response
@@ -128,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
             await cur.execute(
                 f"{ARCHIVED} where (place = %s or place like %s) and seq > %s"  # noqa: S608
                 " order by seq limit %s",
-                [place, place.replace("_", r"\_") + "/%", after, limit],
+                [*below(place), after, limit],
             )
             rows = await cur.fetchall()
         items = [_archived(r) for r in rows]
@@ -172,7 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise Invalid("place", str(exc)) from None
         caller.require(place)
         where = ["(grid = %s or grid like %s)", "incident_id > %s"]
-        params: list[Any] = [place, place.replace("_", r"\_") + "/%", after]
+        params: list[Any] = [*below(place), after]
         for column, value in (("kind", kind), ("stage", stage), ("overdue", overdue),
                               ("category", category)):
             if value is not None:

@@ -19,7 +19,7 @@ from events.envelope import PLACE_PATTERN, place_path
 from projections.periods import Period, between, bucket_label, period, whole_months
 from projections.resolution_rates import DURATIONS, MEASURES, RATE_BY_NAME, figures
 from projections.sla import LOCAL
-from projections.store import Cursor
+from projections.store import Cursor, below
 from services.auth import Caller, Principal
 from services.errors import Invalid, json_response
 from services.watermark import Watermarks, parse_min_offsets
@@ -113,11 +113,6 @@ def asked_period(text: str | None, first: date | None, last: date | None) -> Per
         return period(text)
     except ValueError as exc:
         raise Invalid("period", str(exc)) from None
-
-
-def below(place: str) -> tuple[str, str]:
-    """SQL parameters matching a place and everything under it."""
-    return place, place.replace("_", r"\_") + "/%"
 
 
 async def counts_of(cur: Cursor, place: str, span: Period) -> tuple[dict[str, int],
