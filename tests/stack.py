@@ -86,8 +86,12 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 30, what: str = "
 
 
 class RunningStack:
-    def __init__(self, home: Path, **settings: str) -> None:
+    def __init__(self, home: Path, *, outside: bool = False, **settings: str) -> None:
+        """`outside`: the Kafka and the PostgreSQL that GRIDGOV_KAFKA_BOOTSTRAP and
+        GRIDGOV_DATABASE_URL name, where they are set, instead of an embedded pair of its own
+        (`make bench` on a real cluster; the tests always start their own pair)."""
         self.home = home
+        self.outside = outside
         self.settings_env = {f"GRIDGOV_{k.upper()}": v for k, v in settings.items()}
         self.ports = {name: free_port() for name in ("INGEST_PORT", "QUERY_PORT", "BROKER_PORT")}
         self.ports["PROJECTOR_METRICS_PORT"] = free_port(consecutive=5)
@@ -96,9 +100,10 @@ class RunningStack:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("GRIDGOV_KAFKA_BOOTSTRAP", "GRIDGOV_DATABASE_URL",
-                            "GRIDGOV_TOKEN_SECRET", "GRIDGOV_MASTER_KEY")}
+        own = ("GRIDGOV_TOKEN_SECRET", "GRIDGOV_MASTER_KEY") if self.outside else (
+            "GRIDGOV_KAFKA_BOOTSTRAP", "GRIDGOV_DATABASE_URL", "GRIDGOV_TOKEN_SECRET",
+            "GRIDGOV_MASTER_KEY")
+        env = {k: v for k, v in os.environ.items() if k not in own}
         env.update({f"GRIDGOV_{k}": str(v) for k, v in self.ports.items()})
         env["GRIDGOV_HOME"] = str(self.home)
         env.update(self.settings_env)

@@ -7,6 +7,9 @@ beside raw consume and COPY; publish → visible under a steady load; singles cl
 paced; consumers and the broker on their own; a soak. Peak RSS per process covers the whole
 run, its growth the soak. Prints a table and appends it, with the machine, date and commit, to
 BENCHMARKS.md (GRIDGOV_BENCH_RECORD=0: print only).
+
+The stack is the embedded one, or an outside Kafka and PostgreSQL where GRIDGOV_KAFKA_BOOTSTRAP
+and GRIDGOV_DATABASE_URL name them (our processes still run here); the table says which.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -364,8 +368,9 @@ def cpu_rows(stack: RunningStack) -> list[Row]:
     event; the benchmark's own client is not counted, the stack's idle ticking is."""
     county, events, records = a_county_of_events(EVENTS)
     processes = stack_processes(stack)
+    servers = {name: processes[name] for name in ("broker", "postgres") if name in processes}
     parts = components(stack.info["kafka_bootstrap"], stack.info["database_url"], records,
-                       {name: processes[name] for name in ("broker", "postgres")})
+                       servers)
     with CpuUsed(processes) as quiet:
         time.sleep(3.0)  # an interval measured, not a condition awaited
     idle = sum(quiet.seconds.values()) / quiet.elapsed
@@ -386,7 +391,7 @@ def cpu_rows(stack: RunningStack) -> list[Row]:
     return [(f"CPU µs per event end to end (all processes), {len(events):,} events published"
              " → archived and chained", f"{per_event:,.0f} µs", f"components {parts}",
              f"{per_event / parts.total:.2f} × baseline (goal ≤ 2); the design's floor"
-             f" ({parts.floor_terms()}) {parts.design_floor:.0f} µs ="
+             f" ({parts.floor_terms(list(servers))}) {parts.design_floor:.0f} µs ="
              f" {parts.design_floor / parts.total:.2f} ×; {used / cpu.elapsed:.2f}"
              f" cores busy over {cpu.elapsed:.1f} s, idle stack {idle:.2f} cores; µs per event"
              f" by process: {cpu.busiest(len(events) / 1e6)}")]
@@ -436,11 +441,30 @@ def memory_rows(memory: Memory, soaked: tuple[float, float] | None) -> list[Row]
     return rows
 
 
+def stack_named(stack: RunningStack) -> str:
+    """Which Kafka and PostgreSQL the rows ran on: the embedded pair, or an outside one named
+    by GRIDGOV_KAFKA_BOOTSTRAP and GRIDGOV_DATABASE_URL (said without credentials)."""
+    version = stack.sql("show server_version")[0][0]
+    database = urlsplit(stack.info["database_url"])
+    embedded = {"Kafka": "broker" in stack.info["pids"], "PostgreSQL": stack.pgdata.exists()}
+    kafka = "the embedded Tansu broker (its log in memory)" if embedded["Kafka"] \
+        else f"Kafka at {stack.info['kafka_bootstrap']}"
+    where = f"{database.hostname}:{database.port or 5432}" if database.hostname \
+        else "a local socket"
+    postgres = f"the embedded PostgreSQL {version}" if embedded["PostgreSQL"] \
+        else f"PostgreSQL {version} at {where}, database {database.path.lstrip('/')}"
+    outside = [name for name, here in embedded.items() if not here]
+    return (f"Stack: {kafka} and {postgres}"
+            + (f"; the CPU of the outside {' and '.join(outside)} is in no row that sums"
+               " processes" if outside else "") + ".\n\n")
+
+
 def main() -> None:
     if unknown := set(ONLY) - set(SECTIONS):
         raise SystemExit(f"GRIDGOV_BENCH_ONLY: no section {sorted(unknown)}; one of {SECTIONS}")
     with scratch_home("bench") as home:
-        stack = RunningStack(home).start()
+        stack = RunningStack(home, outside=True).start()
+        stack_used = stack_named(stack)
         rows: list[Row] = []
         try:
             processes = stack_processes(stack)
@@ -465,7 +489,7 @@ def main() -> None:
             rows += memory_rows(memory, soaked)
         finally:
             stack.stop()
-    record(f"{EVENTS:,} events; sections {', '.join(ONLY)}", rows)
+    record(f"{EVENTS:,} events; sections {', '.join(ONLY)}", rows, preface=stack_used)
     write_profiles(commit(), machine())
 
 

@@ -123,10 +123,11 @@ class Components:
         return (3 * self.validate + self.encode + self.send_cpu + 2 * self.consume_cpu
                 + 3 * self.upsert_cpu)
 
-    def floor_terms(self) -> str:
+    def floor_terms(self, servers: list[str]) -> str:
+        """The floor's terms, and whose CPU the last three count besides the client's."""
         return (f"validate ×3, encode, send {self.send_cpu:.0f}, consume {self.consume_cpu:.0f}"
-                f" ×2, COPY {self.upsert_cpu:.0f} ×3, each of these three with the broker's or"
-                " PostgreSQL's CPU")
+                f" ×2, COPY {self.upsert_cpu:.0f} ×3, these three with the CPU of "
+                + (" and ".join(servers) if servers else "their client alone"))
 
     def __str__(self) -> str:
         return (f"validate {self.validate:.0f} + encode {self.encode:.0f} + send "

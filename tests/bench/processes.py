@@ -27,10 +27,11 @@ def scratch_home(name: str) -> Iterator[Path]:
 
 
 def stack_processes(stack: RunningStack) -> dict[str, psutil.Process]:
-    """Our services, the broker and PostgreSQL's postmaster (its backends are its children)."""
+    """Our services, and the broker and PostgreSQL's postmaster (its backends are its children)
+    where the stack started them: an outside Kafka or PostgreSQL is not this machine's to see."""
     processes = {name: psutil.Process(pid) for name, pid in stack.info["pids"].items() if pid}
-    postmaster = int((stack.pgdata / "postmaster.pid").read_text().split()[0])
-    processes["postgres"] = psutil.Process(postmaster)
+    if (pid_file := stack.pgdata / "postmaster.pid").exists():
+        processes["postgres"] = psutil.Process(int(pid_file.read_text().split()[0]))
     return processes
 
 

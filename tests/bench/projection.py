@@ -11,7 +11,7 @@ import time
 from events.log import Record
 from projections.archive import Archive
 from projections.matters import FiveHave
-from projections.replay import replay
+from projections.replay import BATCH, replay
 from projections.runner import Projection, decode
 from tests.bench.baselines import raw_consume, raw_copy
 from tests.bench.profile import Sampled
@@ -37,10 +37,13 @@ def rebuilt(stack: RunningStack, projection: Projection, workers: int = 1) -> tu
 
 def decoded(bodies: list[bytes]) -> float:
     """Microseconds per record of the runner's own decode (the catalog's validation, upcast):
-    what any projection pays that must tell a poison record from an event."""
+    what any projection pays that must tell a poison record from an event. In a rebuild's
+    batches, each let go before the next: all the run's records decoded into one list had the
+    collector walk it, 43–48 µs a record against 28–30 (scratch, 2026-11-28, 60,000)."""
     records = [Record("bench", 0, n, None, body) for n, body in enumerate(bodies)]
     started = time.perf_counter()
-    decode(records)
+    for first in range(0, len(records), BATCH):
+        decode(records[first:first + BATCH])
     return (time.perf_counter() - started) / max(len(records), 1) * 1e6
 
 
