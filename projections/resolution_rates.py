@@ -36,12 +36,12 @@ from projections.store import Cursor
 
 #: everything a matter or a patrol can count as; rates are ratios of two of these
 MEASURES = frozenset({
-    "reported", "disputes_found", "owned", "resolved", "resolved_on_time", "disputes_resolved",
-    "mediated_ok", "verified", "rated", "satisfied", "closed", "closed_complete",
-    "closed_by_reporter", "reopened", "reopened_soon", "rework", "repeated_rework", "overdue",
-    "escalated", "escalated_beyond_town", "extended", "suspended", "due", "due_closed",
-    "due_closed_on_time", "due_closed_clean", "due_closed_on_time_clean", "patrolled",
-    "grid_days_patrolled"})
+    "reported", "disputes_found", "owned", "resolved", "matters_resolved", "resolved_on_time",
+    "disputes_resolved", "mediated_ok", "verified", "rated", "satisfied", "closed",
+    "closed_complete", "closed_by_reporter", "reopened", "reopened_soon", "rework",
+    "repeated_rework", "overdue", "escalated", "escalated_beyond_town", "extended", "suspended",
+    "due", "due_closed", "due_closed_on_time", "due_closed_clean", "due_closed_on_time_clean",
+    "patrolled", "grid_days_patrolled"})
 REOPEN_SOON = timedelta(days=7)  # a close reopened within this is flagged (gaming guard)
 #: roles allowed to hold each link, for chain completeness
 LINK_ROLES = {
@@ -127,8 +127,12 @@ def _step_facts(before: Chain, after: Chain, event: Event[Any], fact: Any) -> li
         out.append(fact("resolved", after.seconds_between("own", "resolve")))
         if after.deadline is None or event.occurred_at <= after.deadline:
             out.append(fact("resolved_on_time"))
-        if dispute:
-            out.append(fact("disputes_resolved"))
+        # only a rework or a reopening takes a resolve link away, and each is counted: a
+        # matter is resolved once for 处置率 and 化解率, which count matters, not resolutions
+        if before.rework_count == 0 and before.reopen_count == 0:
+            out.append(fact("matters_resolved"))
+            if dispute:
+                out.append(fact("disputes_resolved"))
     if isinstance(event.payload, MediationRecorded) and event.payload.outcome == "succeeded":
         out.append(fact("mediated_ok"))
     if after.stage == "verified" and before.stage != "verified":
@@ -403,7 +407,7 @@ RATES = (
     Rate("closure_rate", "due_closed", "due", "结案率", "closure rate"),
     Rate("on_time_closure_rate", "due_closed_on_time", "due", "按期结案率",
          "on-time closure rate"),
-    Rate("resolution_rate", "resolved", "reported", "处置率", "resolution rate"),
+    Rate("resolution_rate", "matters_resolved", "reported", "处置率", "resolution rate"),
     Rate("resolved_on_time_rate", "resolved_on_time", "resolved", "按期处置率",
          "resolved on time"),
     Rate("rework_rate", "rework", "resolved", "返工率", "rework rate"),

@@ -237,6 +237,9 @@ def test_each_resolution_ends_in_a_close_or_a_rework_and_each_reopen_in_another_
         assert counted["resolved"] == counted["closed"] + counted["rework"]
         assert counted["due"] == counted["due_closed"] == 1
     assert counted["repeated_rework"] == (1 if counted["rework"] >= 2 else 0)
+    # 处置率 and 化解率 count the matter, however often it was resolved
+    assert counted["matters_resolved"] == min(counted["resolved"], 1)
+    assert counted["disputes_resolved"] == min(counted["resolved"], counted["disputes_found"])
 
 
 def test_an_event_at_half_past_five_utc_on_new_years_eve_counts_on_new_years_day() -> None:
@@ -255,8 +258,8 @@ def test_a_closed_matter_counts_each_step_of_its_chain_once() -> None:
     matter = closed()
     assert matter.chain.stage == "closed"
     assert matter.counted() == Counter({
-        "reported": 1, "owned": 1, "resolved": 1, "resolved_on_time": 1, "verified": 1,
-        "rated": 1, "satisfied": 1, "closed": 1,
+        "reported": 1, "owned": 1, "resolved": 1, "matters_resolved": 1,
+        "resolved_on_time": 1, "verified": 1, "rated": 1, "satisfied": 1, "closed": 1,
         "due": 1, "due_closed": 1, "due_closed_on_time": 1,
         "due_closed_clean": 1, "due_closed_on_time_clean": 1})
     values = {f.measure: f.value for f in matter.facts() if f.value is not None}
@@ -324,8 +327,8 @@ def test_a_dispute_mediated_successfully_is_found_resolved_and_mediated() -> Non
     events = dispute(RULES, GRID, random.Random(3), FRIDAY, "succeeded")
     counted = Counter(f.measure for f in facts(events[0].aggregate_id, events))
     assert counted == Counter({
-        "reported": 1, "disputes_found": 1, "owned": 1, "resolved": 1, "resolved_on_time": 1,
-        "disputes_resolved": 1, "mediated_ok": 1, "due": 1})
+        "reported": 1, "disputes_found": 1, "owned": 1, "resolved": 1, "matters_resolved": 1,
+        "resolved_on_time": 1, "disputes_resolved": 1, "mediated_ok": 1, "due": 1})
 
 
 @pytest.mark.parametrize("outcome", ["failed", "continuing"])
@@ -360,6 +363,9 @@ def test_the_second_rework_of_a_matter_flags_it_as_repeated_once(times: int,
     assert counted["rework"] == times
     assert counted["repeated_rework"] == repeated
     assert counted["resolved"] == times + 1  # every resolution counts, the reworked ones too
+    assert counted["matters_resolved"] == 1  # but the matter once: 处置率 counts matters
+    rate = figures(counted, min_cases=1)["resolution_rate"]
+    assert (rate["numerator"], rate["denominator"], rate["percent"]) == (1, 1, 100.0)
     assert counted["verified"] == 0  # a rejected verification supervises nothing
 
 
@@ -552,15 +558,18 @@ def test_a_towns_rate_is_its_grids_numerators_over_their_denominators(
     for n, (resolved, reported_) in enumerate(pairs):
         grid = f"{TOWN}/00{n}/01"
         counted += [Fact("reported", day, grid, f"inc-{n}-{i}") for i in range(reported_)]
-        counted += [Fact("resolved", day, grid, f"inc-{n}-{i}") for i in range(resolved)]
+        counted += [Fact("matters_resolved", day, grid, f"inc-{n}-{i}") for i in range(resolved)]
     town = {m: sum(n for grid, _, measure, n, _ in moves(counted, [])
-                   if measure == m and TOWN in places_of(grid)) for m in ("resolved", "reported")}
-    assert town == {"resolved": sum(r for r, _ in pairs), "reported": sum(d for _, d in pairs)}
+                   if measure == m and TOWN in places_of(grid))
+            for m in ("matters_resolved", "reported")}
+    assert town == {"matters_resolved": sum(r for r, _ in pairs),
+                    "reported": sum(d for _, d in pairs)}
     rate = figures(town, min_cases=5)["resolution_rate"]
-    assert (rate["numerator"], rate["denominator"]) == (town["resolved"], town["reported"])
+    assert (rate["numerator"], rate["denominator"]) == (town["matters_resolved"],
+                                                         town["reported"])
     if town["reported"]:  # rounded half up to one decimal: at most half a tenth away
-        assert rate["percent"] == pytest.approx(100 * town["resolved"] / town["reported"],
-                                                abs=0.05 + 1e-9)
+        assert rate["percent"] == pytest.approx(
+            100 * town["matters_resolved"] / town["reported"], abs=0.05 + 1e-9)
 
 
 # --- rates -------------------------------------------------------------------------------------
