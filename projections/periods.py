@@ -21,6 +21,15 @@ class Period:
     def days(self) -> int:
         return (self.last - self.first).days + 1
 
+    def as_of(self, today: date) -> date:
+        """The day a running period is judged on: today, not its last day, which has not
+        come yet (no grid can have been patrolled then); a past period's own last day."""
+        return min(self.last, today)
+
+    def days_until(self, today: date) -> int:
+        """Its days up to and including `today`: none for a period not yet begun."""
+        return max((self.as_of(today) - self.first).days + 1, 0)
+
 
 def period(text: str) -> Period:
     """'2023', '2023-Q2', '2023-05', '2023-W07' or '2023-05-03'; ValueError says what is wrong."""

@@ -137,17 +137,23 @@ async def durations_of(cur: Cursor, place: str, span: Period, counts: dict[str, 
             for name, m in DURATIONS.items()}
 
 
-async def patrol_coverage(cur: Cursor, place: str, span: Period,
-                          counts: dict[str, int]) -> dict[str, Any]:
-    """From the rollup: grid-days patrolled are a count like any other; the grids quiet at the
-    period's end are those without a patrol row in its last days."""
-    await cur.execute(SQL["patrol_coverage"], [span.last, *below(place)])
+async def patrol_coverage(cur: Cursor, place: str, span: Period, counts: dict[str, int],
+                          today: date) -> dict[str, Any]:
+    """From the rollup: grid-days patrolled are a count like any other; the grids quiet are
+    those without a patrol row in the last days up to the period's end, or up to today while
+    it runs (judged on its unlived last day, every grid had read as quiet, even one patrolled
+    this morning), and the days it is averaged over are the days lived so far."""
+    as_of = span.as_of(today)
+    await cur.execute(SQL["patrol_coverage"], [as_of, *below(place)])
     last = dict(await cur.fetchall())
-    quiet_since = span.last - timedelta(days=QUIET_DAYS)
+    quiet_since = as_of - timedelta(days=QUIET_DAYS)
     quiet = [g for g, day in last.items() if day is None or day <= quiet_since]
+    days = span.days_until(today)
     return {
+        "as_of": as_of.isoformat(),
         "grids": len(last),
-        "grids_patrolled_per_day": round(counts.get("grid_days_patrolled", 0) / span.days, 2),
+        "grids_patrolled_per_day":
+            round(counts.get("grid_days_patrolled", 0) / days, 2) if days else 0.0,
         "not_patrolled_for_days": QUIET_DAYS,
         "quiet_grids": [{"grid": g, "last_patrol": last[g].isoformat() if last.get(g) else None}
                         for g in quiet],
@@ -210,7 +216,8 @@ async def rates(
             "place": place, "period": _period_json(span), "counts": counts,
             "rates": figures(counts, min_cases),
             "durations": await durations_of(cur, place, span, counts, totals, p90),
-            "patrol_coverage": await patrol_coverage(cur, place, span, counts),
+            "patrol_coverage": await patrol_coverage(cur, place, span, counts,
+                                                     datetime.now(LOCAL).date()),
             "min_cases": min_cases,
         }
         body["flags"], body["adjusted_rates"] = await gaming_guards(cur, place, span, counts,

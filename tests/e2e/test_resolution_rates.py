@@ -244,6 +244,39 @@ def test_patrol_coverage_counts_grid_days_and_names_the_quiet_grids(stack: Runni
         {"grid": early, "last_patrol": "2025-11-10"}, {"grid": never, "last_patrol": None}]
 
 
+def test_a_running_years_coverage_is_judged_as_of_today(stack: RunningStack) -> None:
+    """While a period runs, its quiet grids are those unpatrolled in the last 3 days up to
+    today, not up to its last day (which has not come: every grid would read as quiet), and
+    patrolled-per-day averages over the days lived so far."""
+    county = a_place().split("/")[0]
+    fresh, stale = f"{county}/101/001/01", f"{county}/101/001/02"
+    now = datetime.now(UTC)
+    patrolled = {fresh: now, stale: now - timedelta(days=5)}
+    posted = []
+    for grid, ended in patrolled.items():
+        event = a_patrol(grid)
+        event.update(occurred_at=ended.isoformat())
+        event["payload"].update(started_at=(ended - timedelta(hours=1)).isoformat(),
+                                ended_at=ended.isoformat(), route=[])
+        posted.append(event)
+    with stack.ingest(stack.token(Role.worker, county)) as phone:
+        answer = phone.post("/v1/events/batch", json={"events": posted})
+    assert answer.json()["accepted"] == len(posted), answer.text
+    settled(stack)
+
+    year = f"{now.astimezone(sla.LOCAL):%Y}"  # its last day weeks away but in its last days
+    coverage = rates(stack, stack.token(Role.supervisor, county), place=county,
+                     period=year)["patrol_coverage"]
+    as_of = date.fromisoformat(coverage["as_of"])  # today, unless midnight passed meanwhile
+    first = as_of.replace(month=1, day=1)
+    days = {g: t.astimezone(sla.LOCAL).date() for g, t in patrolled.items()}
+    assert as_of >= days[fresh]
+    assert coverage["grids"] == 2
+    assert coverage["quiet_grids"] == [{"grid": stale, "last_patrol": days[stale].isoformat()}]
+    lived = sum(first <= day <= as_of for day in days.values())
+    assert coverage["grids_patrolled_per_day"] == round(lived / ((as_of - first).days + 1), 2)
+
+
 def test_durations_average_from_the_rollup_and_p90_from_the_facts(stack: RunningStack
                                                                    ) -> None:
     """The average is the rollup's sum over its count; `p90=true` adds the facts' 90th

@@ -121,3 +121,15 @@ def test_whole_months_and_the_days_around_them_cover_a_period_once(first: date,
              if period(f"{d.year}-{d.month:02d}").first >= span.first
              and period(f"{d.year}-{d.month:02d}").last <= span.last}
     assert not whole
+
+
+@pytest.mark.parametrize(("today", "as_of", "days"), [
+    (date(2026, 11, 29), date(2026, 11, 29), 29),  # running: judged today, 29 days lived
+    (date(2026, 12, 3), date(2026, 11, 30), 30),  # over: its own last day, all its days
+    (date(2026, 11, 1), date(2026, 11, 1), 1),  # its first day
+    (date(2026, 10, 30), date(2026, 10, 30), 0),  # not yet begun: no day lived
+])
+def test_a_running_period_is_judged_as_of_today_and_a_past_one_on_its_last_day(
+        today: date, as_of: date, days: int) -> None:
+    november = period("2026-11")
+    assert (november.as_of(today), november.days_until(today)) == (as_of, days)
