@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -11,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from events.envelope import Role
+from projections.sla import LOCAL
 from tests.stack import RunningStack, an_incident
 
 
@@ -29,6 +31,7 @@ def test_the_funnel_and_ticker_move_live_when_an_incident_is_published(
     stack: RunningStack, grid: str, browser: Browser, artifacts: Path
 ) -> None:
     supervisor = stack.token(Role.supervisor, grid)
+    opened = datetime.now(LOCAL).date()
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{stack.info['query_url']}/dashboard?"
               f"{urlencode({'place': grid, 'token': supervisor})}")
@@ -53,5 +56,7 @@ def test_the_funnel_and_ticker_move_live_when_an_incident_is_published(
     assert "未公示 not yet published" in page.inner_text("#points")
     kpi = page.inner_text("#kpis")
     assert "结案率" in kpi and "closure rate" in kpi
+    guards = page.inner_text("#guards")  # this month's coverage is judged as of today
+    assert any(f"as of {day}" in guards for day in (opened, datetime.now(LOCAL).date())), guards
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
     page.close()
