@@ -100,9 +100,9 @@ class RunningStack:
 
     @property
     def env(self) -> dict[str, str]:
-        own = ("GRIDGOV_TOKEN_SECRET", "GRIDGOV_MASTER_KEY") if self.outside else (
-            "GRIDGOV_KAFKA_BOOTSTRAP", "GRIDGOV_DATABASE_URL", "GRIDGOV_TOKEN_SECRET",
-            "GRIDGOV_MASTER_KEY")
+        own = {"GRIDGOV_TOKEN_SECRET", "GRIDGOV_MASTER_KEY"}
+        if not self.outside:
+            own |= {"GRIDGOV_KAFKA_BOOTSTRAP", "GRIDGOV_DATABASE_URL"}
         env = {k: v for k, v in os.environ.items() if k not in own}
         env.update({f"GRIDGOV_{k}": str(v) for k, v in self.ports.items()})
         env["GRIDGOV_HOME"] = str(self.home)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+import psutil
 import psycopg
 
 from events import topics
@@ -441,12 +442,13 @@ def memory_rows(memory: Memory, soaked: tuple[float, float] | None) -> list[Row]
     return rows
 
 
-def stack_named(stack: RunningStack) -> str:
-    """Which Kafka and PostgreSQL the rows ran on: the embedded pair, or an outside one named
-    by GRIDGOV_KAFKA_BOOTSTRAP and GRIDGOV_DATABASE_URL (said without credentials)."""
+def stack_named(stack: RunningStack, processes: dict[str, psutil.Process]) -> str:
+    """Which Kafka and PostgreSQL the rows ran on: the embedded pair (the stack's own
+    processes), or an outside one named by GRIDGOV_KAFKA_BOOTSTRAP and GRIDGOV_DATABASE_URL
+    (said without credentials)."""
     version = stack.sql("show server_version")[0][0]
     database = urlsplit(stack.info["database_url"])
-    embedded = {"Kafka": "broker" in stack.info["pids"], "PostgreSQL": stack.pgdata.exists()}
+    embedded = {"Kafka": "broker" in processes, "PostgreSQL": "postgres" in processes}
     kafka = "the embedded Tansu broker (its log in memory)" if embedded["Kafka"] \
         else f"Kafka at {stack.info['kafka_bootstrap']}"
     where = f"{database.hostname}:{database.port or 5432}" if database.hostname \
@@ -464,10 +466,10 @@ def main() -> None:
         raise SystemExit(f"GRIDGOV_BENCH_ONLY: no section {sorted(unknown)}; one of {SECTIONS}")
     with scratch_home("bench") as home:
         stack = RunningStack(home, outside=True).start()
-        stack_used = stack_named(stack)
         rows: list[Row] = []
         try:
             processes = stack_processes(stack)
+            stack_used = stack_named(stack, processes)
             memory = Memory({n: p for n, p in processes.items() if n != "postgres"})
             memory.start()
             sections = {"ingest": ingest_rows, "singles": singles_rows, "cpu": cpu_rows,
